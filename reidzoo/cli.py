@@ -61,7 +61,7 @@ def count_gflops(model, input_shape: tuple[int, ...]) -> float:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from . import create_model, get_pretrained_cfg
+    from . import create_model
     from .models import split_model_name_tag
     from .models._registry import get_pretrained_tags
     model = create_model(args.name, **json.loads(args.model_kwargs))
@@ -81,7 +81,6 @@ def _run_info(args: argparse.Namespace) -> int:
     print('pretrained_cfg:')
     for k in sorted(cfg):
         print(f'  {k}: {cfg[k]}')
-    del get_pretrained_cfg
     return 0
 
 
@@ -91,11 +90,11 @@ def _add_download(p: argparse.ArgumentParser) -> None:
 
 def _run_download(args: argparse.Namespace) -> int:
     from . import get_pretrained_cfg
-    from .hub import download_weights
     cfg = get_pretrained_cfg(args.name)
     if not cfg.get('hf_hub_id'):
         print(f'No published weights for {args.name}; `reidzoo list --pretrained` shows what exists.', file=sys.stderr)
         return 1
+    from .hub import download_weights
     print(download_weights(cfg))
     return 0
 
