@@ -6,7 +6,7 @@ from typing import Any, Optional, Union
 
 import torch.nn as nn
 
-from ._builder import load_checkpoint
+from ._builder import load_checkpoint, resolve_pretrained_cfg
 from ._registry import model_entrypoint, split_model_name_tag
 
 __all__ = ['create_model', 'parse_model_name']
@@ -71,6 +71,11 @@ def create_model(
         if tag and pretrained_cfg is None:
             pretrained_cfg = tag
         name = arch
+        if pretrained or tag:
+            # the architecture arguments recorded with the weights (manifest `pretrained_cfg.model_args`) must beat
+            # the variant's defaults, which its register function passes on as explicit kwargs; the caller's win
+            weights_args = resolve_pretrained_cfg(arch, pretrained_cfg, pretrained_cfg_overlay).get('model_args') or {}
+            kwargs = {**{k: tuple(v) if isinstance(v, list) else v for k, v in weights_args.items()}, **kwargs}
     create_fn = model_entrypoint(name)
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
