@@ -17,9 +17,9 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-__all__ = ['extract_features', 'extract', 'list_frames', 'TrackletClips']
+__all__ = ['extract_features', 'extract', 'list_frames']
 
 FRAME_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
@@ -37,37 +37,9 @@ def list_frames(folder: Union[str, Path]) -> tuple[str, ...]:
     return tuple(str(p) for p in sorted(frames, key=key))
 
 
-class TrackletClips(Dataset):
-    """Item ``i``: all test clips of tracklet ``i`` as ``(num_clips, T, 3, H, W)``, and ``i``."""
-
-    def __init__(self, frame_lists: Sequence[Sequence[str]], test_sampling: str, seq_len: int, transform):
-        self.frame_lists = frame_lists
-        self.test_sampling = test_sampling
-        self.seq_len = seq_len
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.frame_lists)
-
-    def __getitem__(self, index: int):
-        from ..data.io import load_frame
-        from ..data.sampling import test_clip_indices
-        frames = self.frame_lists[index]
-        clips = test_clip_indices(len(frames), self.test_sampling, self.seq_len)  # (num_clips, T)
-        # decode each distinct frame once even when clips repeat frames (loop padding)
-        unique, inverse = np.unique(clips, return_inverse=True)
-        decoded = self.transform([load_frame(frames[i]) for i in unique])  # (U, 3, H, W)
-        return decoded[torch.as_tensor(inverse.reshape(clips.shape))], index
-
-
-def _collate(batch):
-    clips = torch.cat([c for c, _ in batch])
-    owner = torch.cat([torch.full((c.shape[0],), i, dtype=torch.long) for c, i in batch])
-    return clips, owner
-
-
-def _frame_lists(tracklets: Sequence[Any]) -> list[Sequence[str]]:
-    return [t.frames if hasattr(t, 'frames') else t for t in tracklets]
+def _as_tracklets(tracklets: Sequence[Any]) -> list[Any]:
+    """Tracklets as ``(frames, pid, camid)`` tuples; bare frame lists (user folders) get pid/camid -1."""
+    return [t if hasattr(t, 'frames') else (tuple(t), -1, -1) for t in tracklets]
 
 
 @torch.no_grad()
@@ -105,16 +77,17 @@ def extract_features(
     """
     from tqdm.auto import tqdm
     from ..data.transforms import build_clip_transform
+    from ..data.video_dataset import TrackletClipsDataset, collate_tracklet_clips
     cfg = model.pretrained_cfg
     test_sampling = test_sampling or cfg.get('test_sampling', 'dense')
     seq_len = seq_len or cfg.get('num_frames', 4)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     amp = device.type == 'cuda' if amp is None else amp
     channels_last = device.type == 'cuda' if channels_last is None else channels_last
-    frame_lists = _frame_lists(tracklets)[rank::world_size]
-    dataset = TrackletClips(frame_lists, test_sampling, seq_len, build_clip_transform(cfg, train=False))
+    dataset = TrackletClipsDataset(_as_tracklets(tracklets)[rank::world_size], test_sampling, seq_len,
+                                   build_clip_transform(cfg, train=False))
     per_batch = 1 if test_sampling == 'all' else max(1, batch_size // 8)
-    loader = DataLoader(dataset, batch_size=per_batch, num_workers=num_workers, collate_fn=_collate,
+    loader = DataLoader(dataset, batch_size=per_batch, num_workers=num_workers, collate_fn=collate_tracklet_clips,
                         pin_memory=device.type == 'cuda')
     was_training = model.training
     model.eval().to(device)
