@@ -9,3 +9,6 @@ from ._registry import (
 
 # one module per family; importing registers its entrypoints
 from . import temporal  # noqa: E402,F401
+from . import sta, cstnet  # noqa: E402,F401
+from . import sinet  # noqa: E402,F401
+from . import cosam, stmp  # noqa: E402,F401
