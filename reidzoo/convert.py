@@ -26,16 +26,16 @@ import argparse
 import hashlib
 import importlib
 import json
-import os
 import pickle
 import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
+
+from ._atomic import atomic_write
 import torch.nn as nn
 
 __all__ = [
@@ -246,20 +246,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str, Any],
                    dataset: Optional[str] = None) -> Path:
     """Write a reidzoo repo folder (``reidzoo.hub.save_pretrained``; a minimal ``model.safetensors`` +
@@ -274,7 +260,7 @@ def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str
     out_dir = Path(out_dir)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     weights = out_dir / 'model.safetensors'
-    _atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={'format': 'pt'}))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={'format': 'pt'}))
     cfg = model.pretrained_cfg
     config = {
         'architecture': cfg['architecture'], 'num_classes': model.num_classes, 'num_features': model.num_features,
@@ -284,7 +270,7 @@ def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str
         **({'dataset': dataset} if dataset else {}),
     }
     text = json.dumps(config, indent=2, default=list) + '\n'
-    _atomic_write(out_dir / 'config.json', lambda tmp: tmp.write_text(text, encoding='utf-8'))
+    atomic_write(out_dir / 'config.json', lambda tmp: tmp.write_text(text, encoding='utf-8'))
     return out_dir
 
 

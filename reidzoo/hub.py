@@ -30,13 +30,13 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
 
+from ._atomic import atomic_write, atomic_write_text
 from .version import __version__
 
 __all__ = [
@@ -383,25 +383,6 @@ def load_model_config(
 
 
 # --- writing a repo folder ---------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temp file next to ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding='utf-8'))
-
-
 def _check_metrics(metrics: Optional[dict[str, float]]) -> dict[str, float]:
     out = {}
     for key, value in (metrics or {}).items():
@@ -513,7 +494,7 @@ def save_pretrained(
     tensors = {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
     weights_path = save_dir / WEIGHTS_NAME
     metadata = {'format': 'pt', 'reidzoo.arch': arch, 'reidzoo.version': __version__}
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     model_args = _jsonable(cfg.get('model_args', {}))
     if model_args is None:
@@ -536,8 +517,8 @@ def save_pretrained(
                        ('source', _source_field(recipe))):
         if value is not None:
             config[key] = value
-    _atomic_write_text(save_dir / CONFIG_NAME, json.dumps(config, indent=2) + '\n')
-    _atomic_write_text(save_dir / CARD_NAME, _model_card(config, model_card))
+    atomic_write_text(save_dir / CONFIG_NAME, json.dumps(config, indent=2) + '\n')
+    atomic_write_text(save_dir / CARD_NAME, _model_card(config, model_card))
     return save_dir
 
 

@@ -187,7 +187,7 @@ def test_missing_repo_file_and_revision_give_actionable_errors(published, hub_en
     assert 'reidzoo-test/no-such-repo' in msg and entry['revision'] in msg and 'HF_HUB_OFFLINE is not set' in msg
     assert hub_env['HF_ENDPOINT'] in msg
     # a file missing at a pinned commit: the mirror answers 404 EntryNotFound, like the Hub
-    with pytest.raises(WeightsNotFoundError, match=rf'no missing\.safetensors at that revision') as info:
+    with pytest.raises(WeightsNotFoundError, match=r'no missing\.safetensors at that revision') as info:
         download_weights(dict(entry, filename='missing.safetensors'))
     assert REPO in str(info.value) and entry['revision'] in str(info.value)
     with pytest.raises(WeightsNotFoundError, match='no-such-branch'):

@@ -10,7 +10,6 @@ sampling (one variable-length clip per tracklet) runs one tracklet per forward.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
+
+from .._atomic import atomic_write
 
 __all__ = ['extract_features', 'extract', 'list_frames']
 
@@ -118,16 +119,9 @@ def extract_features(
     return (sums / counts[:, None]).float()
 
 
-def _atomic_save(path: Path, write) -> None:
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        write(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, 'wb') as f:  # a file object: np.save would append '.npy' to the temp file's name
+        np.save(f, array, allow_pickle=False)
 
 
 def extract(
@@ -156,12 +150,12 @@ def extract(
             'test_sampling': kwargs.get('test_sampling') or cfg.get('test_sampling', ''),
             'distance': cfg.get('distance', '')}
     if out.suffix == '.npy':
-        _atomic_save(out, lambda p: np.save(open(p, 'wb'), feats.numpy()))
+        atomic_write(out, lambda p: _save_npy(p, feats.numpy()))
         side = out.with_suffix('.json')
-        _atomic_save(side, lambda p: p.write_text(json.dumps(meta, indent=1)))
+        atomic_write(side, lambda p: p.write_text(json.dumps(meta, indent=1)))
     else:
         from safetensors.torch import save_file
-        _atomic_save(out, lambda p: save_file({'embeddings': feats.contiguous()}, str(p),
+        atomic_write(out, lambda p: save_file({'embeddings': feats.contiguous()}, str(p),
                                               metadata={'reidzoo': json.dumps(meta)}))
     return out
 

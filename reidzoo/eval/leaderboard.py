@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._atomic import atomic_write, atomic_write_text
+
 __all__ = ['run_leaderboard', 'LeaderboardRow', 'FeatureCache', 'weights_id', 'load_paper_results', 'main']
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / 'benchmarks' / 'paper_results.json'
@@ -83,16 +85,8 @@ class FeatureCache:
         self._keys.update({k: start + i for i, k in enumerate(keys)})
         if not persist:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f'.{self.path.name}.{os.getpid()}.tmp')
-        try:
-            save_file({'features': self._feats.contiguous()}, str(tmp), metadata={'keys': json.dumps(list(self._keys))})
-            with open(tmp, 'rb') as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write(self.path, lambda tmp: save_file({'features': self._feats.contiguous()}, str(tmp),
+                                                      metadata={'keys': json.dumps(list(self._keys))}))
 
 
 # --- results ---------------------------------------------------------------------------------------------------------
@@ -282,16 +276,10 @@ def format_markdown(rows: Sequence[LeaderboardRow]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(rows: Sequence[LeaderboardRow], out: Path, ranked_example: Optional[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / 'leaderboard.json', json.dumps([asdict(r) for r in rows], indent=1))
-    _atomic_write_text(out / 'leaderboard.md', format_markdown(rows))
+    atomic_write_text(out / 'leaderboard.json', json.dumps([asdict(r) for r in rows], indent=1))
+    atomic_write_text(out / 'leaderboard.md', format_markdown(rows))
     try:
         import matplotlib
     except ImportError:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from ._registry import get_arch_default_cfg, get_pretrained_cfg, split_model_name_tag
+from ._registry import get_pretrained_cfg, split_model_name_tag
 
 __all__ = ['build_model_with_cfg', 'resolve_pretrained_cfg', 'load_pretrained', 'load_checkpoint',
            'load_state_dict_checked', 'read_state_dict', 'StateDictMismatchError']

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-import torch.nn as nn
 
 from ..layers.temporal_pool import create_temporal_pool
 from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
