@@ -204,7 +204,7 @@ def run_leaderboard(
         cache_dir: feature cache (default ``<output_dir>/features``).
         rerank: also add k-reciprocal re-ranked rows.
     """
-    from .protocols import build_eval_sets, evaluate_protocol, get_protocol
+    from .protocols import average_results, build_eval_sets, evaluate_protocol, get_protocol
     out = Path(output_dir)
     cache_root = Path(cache_dir) if cache_dir else out / 'features'
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -237,11 +237,11 @@ def run_leaderboard(
                                               distance=cfg.get('distance', 'cosine'))
             for key, results in per_protocol.items():
                 proto_name, rr = key.split('|')
-                cmc = np.mean([r.cmc for r, _ in results], axis=0)  # 10-split datasets: mean over splits
+                result = average_results([r for r, _ in results])  # iLIDS-VID / PRID: mean over the 10 splits
+                cmc = result.cmc
                 metrics = {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]),
                            'rank10': float(cmc[min(9, len(cmc) - 1)]), 'rank20': float(cmc[min(19, len(cmc) - 1)]),
-                           'mAP': float(np.mean([r.mAP for r, _ in results])),
-                           'mINP': float(np.mean([r.mINP for r, _ in results]))}
+                           'mAP': result.mAP, 'mINP': result.mINP}
                 paper, source = _paper_for(arch, ds_name, rr == 'True', papers)
                 rows.append(LeaderboardRow(
                     model=spec, dataset=ds_name + (f' ({len(results)} splits)' if len(results) > 1 else ''),
