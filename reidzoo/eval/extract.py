@@ -26,16 +26,9 @@ FRAME_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
 
 def list_frames(folder: Union[str, Path]) -> tuple[str, ...]:
-    """The frame files of a tracklet folder, sorted numerically by the digits in their names (``2 < 10``)."""
-    import re
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f'Tracklet folder {folder} does not exist (expected a folder of frame images).')
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES]
-    if not frames:
-        raise ValueError(f'Tracklet folder {folder} holds no frames (expected files ending in {FRAME_SUFFIXES}).')
-    key = lambda p: [int(s) if s.isdigit() else s for s in re.split(r'(\d+)', p.name)]  # noqa: E731
-    return tuple(str(p) for p in sorted(frames, key=key))
+    """The frame files of a tracklet folder, sorted numerically (``f2`` before ``f10``); raises if there are none."""
+    from ..data.dataset import list_frames as _list_frames
+    return _list_frames(str(folder), FRAME_SUFFIXES)
 
 
 def _as_tracklets(tracklets: Sequence[Any]) -> list[Any]:
