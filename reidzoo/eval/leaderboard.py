@@ -294,6 +294,7 @@ def write_outputs(rows: Sequence[LeaderboardRow], out: Path, ranked_example: Opt
 def plot_cmc(rows: Sequence[LeaderboardRow], out: Path, max_rank: int = 20) -> list[Path]:
     """One CMC plot per dataset, a curve per model and protocol."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     paths = []
     for ds in sorted({r.dataset for r in rows}):
         fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -302,6 +303,7 @@ def plot_cmc(rows: Sequence[LeaderboardRow], out: Path, max_rank: int = 20) -> l
             label = f'{r.model} ({r.protocol}{", re-rank" if r.rerank else ""}) R1 {100 * r.cmc[0]:.1f}'
             ax.plot(range(1, k + 1), [100 * c for c in r.cmc[:k]], marker='o', ms=3, label=label)
         ax.set(xlabel='rank', ylabel='matching rate (%)', title=f'CMC on {ds}', xlim=(1, max_rank))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc='lower right')
         fig.tight_layout()
@@ -317,8 +319,8 @@ def plot_ranked_results(model: str, dataset: str, sets: Any, feats: torch.Tensor
                         num_queries: int = 4, top_k: int = 5, query_frames: int = 4) -> Path:
     """Query tracklets (a few frames) beside their top-k gallery tracklets; green = true match, red = false.
 
-    Shows the queries with the *worst* rank-1 first, then the best (labelled), since failures are what people
-    come to look at.
+    The queries are spread evenly over the query list (an unbiased sample, not the best or the worst cases); the
+    gallery excludes the query's own camera for its identity, as the protocols do.
     """
     import matplotlib.pyplot as plt
     from PIL import Image
