@@ -103,7 +103,10 @@ def test_kill_and_resume_matches_uninterrupted(synth_root, tmp_path, subprocess_
     killed = tmp_path / 'killed'
     cmd = [sys.executable, '-m', 'reidzoo.train', '--recipe', 'tp_synthvid', '--output', str(killed),
            '--set', *ov, 'train.checkpoint_every=1']
-    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the same intra-op thread count as this process: CPU kernels split reductions by thread, so float sums (and
+    # with them bit-exact resumption) depend on it
+    env = subprocess_env(OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:

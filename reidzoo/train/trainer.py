@@ -16,8 +16,8 @@ Exact resumption. A clip depends only on ``(seed, epoch, index)``, the sampler's
 ``(seed, epoch)``, data-loader worker seeds only on ``(seed, epoch, rank)``, and every other random state (Python,
 NumPy, torch, CUDA) is saved in the checkpoint; the learning rate is a pure function of the position (epoch and
 batch within it). A run killed at any point and resumed from its last checkpoint therefore computes the same losses
-and ends with the same weights as an uninterrupted run (bit-for-bit on CPU; on GPU as far as cuDNN is
-deterministic, see ``train.deterministic``).
+and ends with the same weights as an uninterrupted run: bit-for-bit on CPU with the same number of intra-op
+threads (they split float reductions), on GPU as far as cuDNN is deterministic (see ``train.deterministic``).
 
 A non-finite loss term stops the run with :class:`NonFiniteLossError` naming the step and the term, before the
 optimiser touches the weights and without writing a checkpoint, so the last good checkpoint stays as it was.
