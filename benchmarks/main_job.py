@@ -163,11 +163,7 @@ def colour_histogram_row(ds_kwargs: dict) -> str:
     from reidzoo.data.synthvid import colour_histogram_baseline
     ds = build_dataset('synthvid', None, **ds_kwargs)
     r = colour_histogram_baseline(ds)
-    get = (lambda k: r[k]) if isinstance(r, dict) else (lambda k: getattr(r, k))
-    try:
-        r1, m_ap = get('rank1'), get('mAP')
-    except (KeyError, AttributeError):
-        r1, m_ap = float(get('cmc')[0]), get('mAP')
+    r1, m_ap = r['rank1'], r['mAP']
     return (f'Colour-histogram matcher (no learning), same query/gallery: R1 {100 * r1:.1f}, mAP {100 * m_ap:.1f}.')
 
 

@@ -764,35 +764,15 @@ def _tracklet_histogram(frames: Sequence[str], bins: int, max_frames: int) -> np
     return hist / len(pick)
 
 
-def _market_eval(dist: np.ndarray, q_pids, g_pids, q_cams, g_cams, max_rank: int = 20) -> dict[str, Any]:
-    """Market-1501/MARS rule: drop same pid & camera, skip queries without a positive, step AP."""
-    cmc_sum, aps = np.zeros(max_rank), []
-    for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind='stable')
-        keep = ~((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
-        match = (g_pids[order] == q_pids[i])[keep].astype(np.float64)
-        if not match.any():
-            continue
-        hits = np.cumsum(match)
-        first = int(np.argmax(match))
-        if first < max_rank:
-            cmc_sum[first:] += 1
-        aps.append(float((hits / (np.arange(len(match)) + 1))[match > 0].mean()))
-    valid = len(aps)
-    if not valid:
-        raise ValueError('No query has a positive in the gallery.')
-    return {'cmc': (cmc_sum / valid).tolist(), 'mAP': float(np.mean(aps)), 'num_valid_queries': valid}
-
-
 def colour_histogram_baseline(dataset, bins: int = 8, max_frames: int = 8) -> dict[str, Any]:
     """Match tracklets by their average per-frame RGB histogram (no learning).
 
     Each tracklet is the mean of the L1-normalised ``bins**3`` joint RGB histograms of up to ``max_frames`` evenly
     spaced frames; distance is the Hellinger distance. Ranking follows the Market-1501/MARS rule (same pid and camera
-    removed, queries without a positive skipped) via ``reidzoo.eval.evaluate_rank`` when available.
+    removed, queries without a positive skipped) with ``reidzoo.eval.evaluate_rank``.
 
     Returns:
-        ``{'rank1', 'rank5', 'mAP', 'cmc', 'num_valid_queries', 'evaluator'}``.
+        ``{'rank1', 'rank5', 'mAP', 'cmc', 'num_valid_queries'}``.
     """
     q = np.stack([_tracklet_histogram(t.frames, bins, max_frames) for t in dataset.query])
     g = np.stack([_tracklet_histogram(t.frames, bins, max_frames) for t in dataset.gallery])
@@ -800,16 +780,11 @@ def colour_histogram_baseline(dataset, bins: int = 8, max_frames: int = 8) -> di
     dist = np.sqrt(np.maximum((q ** 2).sum(1)[:, None] + (g ** 2).sum(1)[None] - 2 * q @ g.T, 0)) / np.sqrt(2)
     q_pids, g_pids = (np.asarray([t.pid for t in s]) for s in (dataset.query, dataset.gallery))
     q_cams, g_cams = (np.asarray([t.camid for t in s]) for s in (dataset.query, dataset.gallery))
-    try:
-        from reidzoo.eval import evaluate_rank
-    except Exception:  # reidzoo.eval missing or broken: fall back to the built-in Market-rule evaluator
-        result, evaluator = _market_eval(dist, q_pids, g_pids, q_cams, g_cams), 'synthvid._market_eval'
-    else:
-        r = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
-        result = {'cmc': np.asarray(r.cmc).tolist(), 'mAP': float(r.mAP), 'num_valid_queries': int(r.num_valid_queries)}
-        evaluator = 'reidzoo.eval.evaluate_rank'
+    from ..eval import evaluate_rank
+    r = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    result = {'cmc': np.asarray(r.cmc).tolist(), 'mAP': float(r.mAP), 'num_valid_queries': int(r.num_valid_queries)}
     cmc = result['cmc']
-    return {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]), **result, 'evaluator': evaluator}
+    return {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]), **result}
 
 
 # --------------------------------------------------------------------------------------------------------------------
