@@ -136,3 +136,27 @@ def test_speed_benchmark_smoke(tmp_path):
     assert row['model'] == 'tp_resnet50' and row['clips_per_s'] > 0 and row['params_m'] > 1
     assert row['gflops_per_clip'] > 0 and data['pipeline_frames_per_s'] > 0
     assert '| tp_resnet50 |' in (tmp_path / 'speed.md').read_text()
+
+
+def test_rerank_rows(synth_root, two_models, tmp_path):
+    rows = run_leaderboard(two_models[:1], [('synthvid', synth_root, DS_KWARGS)], output_dir=tmp_path / 'o',
+                           cache_dir=tmp_path / 'c', progress=False, plots=False, rerank=True)
+    assert [r.rerank for r in rows] == [False, True]
+    assert rows[0].metrics != rows[1].metrics  # k-reciprocal re-ranking changes the distances
+    assert 're-rank' in (tmp_path / 'o' / 'leaderboard.md').read_text()
+
+
+def test_torchrun_sharded_extraction_matches_one_process(synth_root, two_models, tmp_path, subprocess_env):
+    """Two gloo ranks each embed half the tracklets; rank 0 gathers, caches and scores: same table as one process."""
+    single = run_leaderboard(two_models[:1], [('synthvid', synth_root, DS_KWARGS)], output_dir=tmp_path / 'one',
+                             cache_dir=tmp_path / 'c1', progress=False, plots=False)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nnodes', '1', '--nproc_per_node', '2',
+           '-m', 'reidzoo.eval.leaderboard', '--models', two_models[0], '--dataset', 'synthvid', '--root', synth_root,
+           '--dataset-kwargs', json.dumps(DS_KWARGS), '--output', str(tmp_path / 'two'),
+           '--cache-dir', str(tmp_path / 'c2'), '--workers', '0', '--no-plots']
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sharded = json.loads((tmp_path / 'two' / 'leaderboard.json').read_text())
+    assert len(sharded) == 1
+    for key, value in single[0].metrics.items():
+        assert sharded[0]['metrics'][key] == pytest.approx(value, abs=1e-6), key
