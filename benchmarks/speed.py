@@ -110,7 +110,7 @@ def _child(args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', default='*', help="fnmatch filter over reidzoo.list_models()")
+    parser.add_argument('--models', nargs='+', default=['*'], help="fnmatch filters over reidzoo.list_models()")
     parser.add_argument('--batch-sizes', default='1,16')
     parser.add_argument('--modes', default=','.join(MODES))
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when present, and cpu)')
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     import reidzoo
     import torch
     if args.smoke:
-        args.models, args.batch_sizes, args.modes = 'tp_resnet50', '1', 'eager'
+        args.models, args.batch_sizes, args.modes = ['tp_resnet50'], '1', 'eager'
         args.model_kwargs, args.input_size, args.num_frames, args.repeats = '{"backbone": "resnet18"}', '3,64,32', 2, 1
     devices = [args.device] if args.device else (['cuda', 'cpu'] if torch.cuda.is_available() else ['cpu'])
     input_size = tuple(int(v) for v in args.input_size.split(',')) if args.input_size else None
