@@ -15,7 +15,7 @@ import timm
 import torch
 import torch.nn as nn
 
-__all__ = ['create_backbone', 'backbone_stem', 'backbone_stages', 'set_last_stride', 'stage_channels']
+__all__ = ['create_backbone', 'backbone_stem', 'backbone_stages', 'forward_frames', 'set_last_stride', 'stage_channels']
 
 
 def set_last_stride(stage: nn.Module, stride: int = 1) -> None:
@@ -53,6 +53,31 @@ def backbone_stages(model: nn.Module) -> list[nn.Module]:
         return [getattr(model, f'layer{i}') for i in range(1, 5)]
     except AttributeError as e:
         raise TypeError(f'{type(model).__name__} has no layer1..layer4 stages: choose a ResNet-like backbone.') from e
+
+
+def forward_frames(
+        model: nn.Module,
+        x: torch.Tensor,
+        after_stage: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None,
+) -> torch.Tensor:
+    """Run a clip batch ``(B, T, 3, H, W)`` through the trunk frame by frame (as one ``(B*T)`` image batch).
+
+    Args:
+        model: a ResNet-like timm trunk.
+        x: the clips.
+        after_stage: ``after_stage(i, maps)`` may rewrite the clip view ``(B, T, C, h, w)`` after stage ``i`` (0..3),
+            where clip-level modules (COSAM, CSTNet's CSL + STI) sit.
+
+    Returns:
+        The last stage's per-frame maps ``(B, T, C, h, w)``.
+    """
+    b, t = x.shape[:2]
+    y = backbone_stem(model)(x.flatten(0, 1))
+    for i, stage in enumerate(backbone_stages(model)):
+        y = stage(y)
+        if after_stage is not None:
+            y = after_stage(i, y.unflatten(0, (b, t))).flatten(0, 1)
+    return y.unflatten(0, (b, t))
 
 
 def stage_channels(model: nn.Module) -> list[int]:

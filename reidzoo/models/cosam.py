@@ -149,9 +149,9 @@ class CosamNet(TemporalPoolingNet):
         self.supported_num_frames = (num_frames,)
         self.fixed_input_size = self.img_size
 
-    def after_stage(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def after_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         name = f'layer{index + 1}'
-        return self.cosam[name](x) if name in self.cosam else x
+        return self.cosam[name](x.flatten(0, 1)).unflatten(0, x.shape[:2]) if name in self.cosam else x
 
 
 def _infer_arch(state_dict: dict[str, torch.Tensor], prefix: str) -> str:

@@ -67,7 +67,7 @@ import torch.nn as nn
 
 from ..layers.ncc import ncc_other_frames, znorm
 from ..layers.non_local import SpatialRelation, TemporalRelation
-from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels
 from ._base import VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
@@ -272,15 +272,13 @@ class CSTNet(VideoReIDModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, C, h, w)`` after the last stage."""
-        b, t = x.shape[:2]
-        y = backbone_stem(self.backbone)(x.flatten(0, 1))
-        for i, stage in enumerate(backbone_stages(self.backbone)):
-            y = stage(y)
-            if i in self.stages:
-                clip = y.unflatten(0, (b, t))
-                clip = self.interaction[str(i)](self.co_saliency[str(i)](clip))
-                y = clip.flatten(0, 1)
-        return y.unflatten(0, (b, t))
+        return forward_frames(self.backbone, x, self._after_stage)
+
+    def _after_stage(self, index: int, clip: torch.Tensor) -> torch.Tensor:
+        """CSL then STI on the clip maps after the stages the model was built with."""
+        if index not in self.stages:
+            return clip
+        return self.interaction[str(index)](self.co_saliency[str(index)](clip))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         emb = x.mean(dim=(1, 3, 4))

@@ -44,7 +44,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels
 from ._base import ModelOutput, VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
@@ -191,11 +191,7 @@ class STA(VideoReIDModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, D, h, w)``."""
-        b, t = x.shape[:2]
-        y = backbone_stem(self.backbone)(x.flatten(0, 1))
-        for stage in backbone_stages(self.backbone):
-            y = stage(y)
-        return y.unflatten(0, (b, t))
+        return forward_frames(self.backbone, x)
 
     def _fuse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         attention = sta_attention_maps(x)

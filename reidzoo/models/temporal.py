@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 
 from ..layers.temporal_pool import create_temporal_pool
-from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels
 from ._base import VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
@@ -79,17 +79,13 @@ class TemporalPoolingNet(VideoReIDModel):
         self.num_classes = num_classes
         self.classifier = self._make_classifier(num_classes)
 
-    def after_stage(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Hook run on ``(B*T, C, h, w)`` after stage ``index`` (0..3); identity here."""
+    def after_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Hook on the clip maps ``(B, T, C, h, w)`` after stage ``index`` (0..3); identity here."""
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, C, h, w)``."""
-        b, t = x.shape[:2]
-        y = backbone_stem(self.backbone)(x.flatten(0, 1))
-        for i, stage in enumerate(backbone_stages(self.backbone)):
-            y = self.after_stage(i, stage(y), t)
-        return y.unflatten(0, (b, t))
+        return forward_frames(self.backbone, x, self.after_stage)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         emb = self.aggregation(x)
