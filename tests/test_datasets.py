@@ -1,6 +1,6 @@
 """Dataset parsers: real metadata files (MARS, LS-VID, PRID-2011) and tiny on-disk fixtures of every layout.
 
-The real files are in ``/work/shared/datasets-metadata`` (or ``$REIDZOO_METADATA``); the fixtures follow
+The real files are in ``../shared/datasets-metadata`` beside the checkout (or ``$REIDZOO_METADATA``); the fixtures follow
 ``design/datasets.md`` §11 and include every pitfall of §10.
 """
 import contextlib
@@ -26,7 +26,9 @@ from reidzoo.data import (
 )
 from reidzoo.data.datasets import Mars, load_prid2011_splits
 
-METADATA = Path(os.environ.get('REIDZOO_METADATA', '/work/shared/datasets-metadata'))
+# the steering repo's shared/ sits beside the checkout (CI clones main with shared/ next to it)
+METADATA = Path(os.environ.get('REIDZOO_METADATA') or
+                Path(__file__).resolve().parents[2] / 'shared' / 'datasets-metadata')
 needs_metadata = pytest.mark.skipif(not METADATA.is_dir(), reason='real metadata files not available')
 
 
