@@ -86,7 +86,8 @@ def measure_pipeline(num_frames: int = 256, size=(256, 128)) -> float:
     from PIL import Image
     from reidzoo.data.io import load_frame
     from reidzoo.data.transforms import build_clip_transform
-    cfg = {'input_size': (3, *size), 'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225),
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    cfg = {'input_size': (3, *size), 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
            'interpolation': 'bicubic'}
     transform = build_clip_transform(cfg, train=False)
     rng = np.random.default_rng(0)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from reidzoo.data.io import FrameLoadError, load_frame, load_frames
-from reidzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_clip_transform
+from reidzoo.data.transforms import build_clip_transform
 from reidzoo.data.video_dataset import TrackletClipsDataset, VideoClipDataset, collate_tracklet_clips
 
 CFG = {'input_size': (3, 32, 16), 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD, 'interpolation': 'bilinear'}

@@ -16,12 +16,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from PIL import Image
 
-__all__ = ['ClipTransform', 'build_clip_transform', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SINET_ERASE_VALUE']
+__all__ = ['ClipTransform', 'build_clip_transform', 'SINET_ERASE_VALUE']
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # SINet's RandomErasing fill; it is applied *after* normalisation there, so these are normalised-space values
 SINET_ERASE_VALUE = (0.4914, 0.4822, 0.4465)
 
@@ -57,8 +56,8 @@ class ClipTransform:
     def __init__(
             self,
             size: Sequence[int],
-            mean: Sequence[float] = IMAGENET_MEAN,
-            std: Sequence[float] = IMAGENET_STD,
+            mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+            std: Sequence[float] = IMAGENET_DEFAULT_STD,
             interpolation: str = 'bicubic',
             train: bool = False,
             hflip_prob: float = 0.5,
@@ -170,5 +169,5 @@ def build_clip_transform(pretrained_cfg: dict[str, Any], train: bool, **aug_over
     kwargs.update(pretrained_cfg.get('train_aug', {}) if train else {})
     kwargs.update(aug_overrides)
     return ClipTransform(
-        input_size[1:], mean=pretrained_cfg.get('mean', IMAGENET_MEAN), std=pretrained_cfg.get('std', IMAGENET_STD),
+        input_size[1:], mean=pretrained_cfg.get('mean', IMAGENET_DEFAULT_MEAN), std=pretrained_cfg.get('std', IMAGENET_DEFAULT_STD),
         train=train, **kwargs)

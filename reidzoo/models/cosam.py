@@ -32,11 +32,12 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.ncc import ncc_other_frames
 from ._builder import build_model_with_cfg
 from ._registry import register_model
-from .temporal import IMAGENET_MEAN, IMAGENET_STD, TemporalPoolingNet
+from .temporal import TemporalPoolingNet
 
 __all__ = ['COSAM', 'CosamNet', 'convert_official_state_dict', 'official_model_args']
 
@@ -242,7 +243,7 @@ def _create_cosam(variant: str, pretrained: bool = False, **kwargs) -> CosamNet:
 
 def _cfg(**kwargs) -> dict[str, Any]:
     return {
-        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'interpolation': 'bilinear', 'test_sampling': 'dense', 'distance': 'sqeuclidean',
         'first_conv': 'backbone.conv1', 'classifier': 'classifier', 'license': 'apache-2.0',
         'paper_name': 'Co-segmentation Inspired Attention Networks for Video-based Person Re-identification',

@@ -64,6 +64,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.ncc import ncc_other_frames, znorm
 from ..layers.non_local import SpatialRelation, TemporalRelation
@@ -74,8 +75,6 @@ from ._registry import register_model
 
 __all__ = ['CSTNet', 'CoSaliencyLearning', 'SpatialTemporalInteraction', 'summarised_ncc']
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _conv_bn_relu(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -291,7 +290,7 @@ def _create_cstnet(variant: str, pretrained: bool = False, **kwargs) -> CSTNet:
 
 def _cfg(**kwargs) -> dict[str, Any]:
     return {
-        'input_size': (3, 256, 128), 'num_frames': 8, 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'input_size': (3, 256, 128), 'num_frames': 8, 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'interpolation': 'bilinear', 'test_sampling': 'dense', 'distance': 'euclidean',
         'first_conv': 'backbone.conv1', 'classifier': 'classifier', 'license': 'apache-2.0',
         'paper_name': 'Co-Saliency Spatio-Temporal Interaction Network for Person Re-Identification in Videos',

@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
 from ._base import ModelOutput, VideoReIDModel
@@ -50,8 +51,6 @@ __all__ = [
     'official_model_args', 'stage_feature_sizes', 'MI_LOSS_WEIGHT',
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # weight of the InfoNCE term in CE + triplet + w * InfoNCE: the authors' main.py uses 0.001, the paper states 0.01
 MI_LOSS_WEIGHT = {'code': 0.001, 'paper': 0.01}
@@ -555,7 +554,7 @@ _RELEASES = 'Google Drive checkpoints in the README of github.com/baist/SINet; `
 
 def _cfg(**kwargs) -> dict[str, Any]:
     return {
-        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'interpolation': 'bicubic', 'train_sampling': 'restricted', 'test_sampling': 'interleaved',
         'distance': 'cosine', 'first_conv': 'backbone.conv1', 'classifier': 'classifier',
         'paper_name': 'Salient-to-Broad Transition for Video Person Re-identification', 'paper_ids': 'CVPR 2022',

@@ -43,6 +43,7 @@ from typing import Any, Optional
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ._backbone import create_backbone, forward_frames, stage_channels
 from ._base import ModelOutput, VideoReIDModel
@@ -52,8 +53,6 @@ from ._registry import register_model
 __all__ = ['STA', 'sta_attention_maps', 'sta_block_scores', 'sta_fuse', 'sta_interframe_regularizer',
            'STA_REG_WEIGHT']
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: lambda of Eq. 7 (not stated in the paper; see the module docstring).
 STA_REG_WEIGHT = 1.0
@@ -216,7 +215,7 @@ def _create_sta(variant: str, pretrained: bool = False, **kwargs) -> STA:
 
 def _cfg(**kwargs) -> dict[str, Any]:
     return {
-        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'interpolation': 'bilinear', 'test_sampling': 'all', 'distance': 'euclidean',
         'first_conv': 'backbone.conv1', 'classifier': 'classifier', 'license': 'apache-2.0',
         'paper_name': 'STA: Spatial-Temporal Attention for Large-Scale Video-based Person Re-Identification',

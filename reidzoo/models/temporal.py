@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.temporal_pool import create_temporal_pool
 from ._backbone import create_backbone, forward_frames, stage_channels
@@ -27,8 +28,6 @@ from ._registry import register_model
 
 __all__ = ['TemporalPoolingNet']
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TemporalPoolingNet(VideoReIDModel):
@@ -98,7 +97,7 @@ def _create_temporal(variant: str, pretrained: bool = False, **kwargs) -> Tempor
 
 def _cfg(**kwargs) -> dict[str, Any]:
     return {
-        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'input_size': (3, 256, 128), 'num_frames': 4, 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'interpolation': 'bilinear', 'test_sampling': 'dense', 'distance': 'sqeuclidean',
         'first_conv': 'backbone.conv1', 'classifier': 'classifier', 'license': 'apache-2.0',
         'paper_name': 'Revisiting Temporal Modeling for Video-based Person ReID', 'paper_ids': 'arXiv:1805.02104',
