@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Union
 
-__all__ = ['atomic_write', 'atomic_write_text']
+__all__ = ['atomic_write', 'atomic_write_text', 'fsync_dir']
 
 
 def _umask() -> int:
@@ -15,8 +15,23 @@ def _umask() -> int:
     return mask
 
 
+def fsync_dir(path: Union[str, Path]) -> None:
+    """Make a rename inside ``path`` durable (not possible on every OS / filesystem: then a no-op)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp_path)`` on a hidden temp file next to ``path``, fsync it, then rename it over ``path``.
+    """Run ``write(tmp_path)`` on a hidden temp file next to ``path``, fsync it, rename it over ``path``, and fsync
+    the folder so the rename survives a crash.
 
     The temp file is removed if ``write`` raises. Permissions follow the umask (``mkstemp`` would leave 0600).
     """
@@ -33,6 +48,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
 
 

@@ -23,7 +23,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import pickle
@@ -36,6 +35,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from ._atomic import atomic_write
+from .hub import sha256_file
 import torch.nn as nn
 
 __all__ = [
@@ -238,14 +238,6 @@ def build_converted_model(
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str, Any],
                    dataset: Optional[str] = None) -> Path:
     """Write a reidzoo repo folder (``reidzoo.hub.save_pretrained``; a minimal ``model.safetensors`` +
@@ -266,7 +258,7 @@ def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str
         'architecture': cfg['architecture'], 'num_classes': model.num_classes, 'num_features': model.num_features,
         'model_args': cfg.get('model_args', {}),
         'pretrained_cfg': {k: v for k, v in cfg.items() if k not in ('model_args', 'architecture')},
-        'filename': weights.name, 'sha256': _sha256(weights), 'num_bytes': weights.stat().st_size, 'source': source,
+        'filename': weights.name, 'sha256': sha256_file(weights), 'num_bytes': weights.stat().st_size, 'source': source,
         **({'dataset': dataset} if dataset else {}),
     }
     text = json.dumps(config, indent=2, default=list) + '\n'
@@ -313,7 +305,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
         print(f'reidzoo convert: {e}', file=sys.stderr)
         return 1
-    source = {'type': 'converted', 'repository': FAMILIES[family][0], 'file': src.name, 'sha256': _sha256(src)}
+    source = {'type': 'converted', 'repository': FAMILIES[family][0], 'file': src.name, 'sha256': sha256_file(src)}
     if family in _LICENSES:
         model.pretrained_cfg['license'] = _LICENSES[family]
     out = save_converted(model, args.output, source, dataset=args.dataset)

@@ -31,6 +31,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from .._atomic import fsync_dir
+
 __all__ = ['LAYOUTS', 'Identity', 'Camera', 'generate', 'build_synthvid', 'synthvid_cache_dir',
            'colour_histogram_baseline', 'render_tracklet', 'add_cli_arguments', 'run_cli']
 
@@ -661,24 +663,11 @@ def generate(
         if os.path.isdir(root):
             os.rmdir(root)  # empty (checked above)
         os.rename(tmp, root)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_tmp(root: str) -> None:

@@ -11,13 +11,14 @@ torn one.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
+
+from .._atomic import atomic_write as _atomic_write
 
 __all__ = ['atomic_write', 'save_checkpoint', 'load_checkpoint', 'capture_rng_state', 'restore_rng_state',
            'CHECKPOINT_NAME']
@@ -27,28 +28,11 @@ FORMAT_VERSION = 1
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str = 'wb') -> Path:
-    """Write ``path`` through ``write(file_object)`` atomically: temp file, fsync, ``os.replace``, fsync the dir."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
+    """Write ``path`` through ``write(file_object)`` atomically (:func:`reidzoo._atomic.atomic_write`)."""
+    def write_file(tmp: Path) -> None:
         with open(tmp, mode) as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable (not possible on every OS/filesystem)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return path
+    return _atomic_write(path, write_file)
 
 
 def capture_rng_state() -> dict[str, Any]:
