@@ -35,8 +35,8 @@ SPLIT_DATASETS = {'ilidsvid': 10, 'prid2011': 10}
 # --- feature cache -------------------------------------------------------------------------------------------------
 def weights_id(model: nn.Module) -> str:
     """sha256 of the model's weights: the file's (from the pretrained cfg) or, failing that, of the tensors."""
-    sha = getattr(model, 'pretrained_cfg', {}).get('sha256')
-    if sha and getattr(model, 'pretrained_cfg', {}).get('_weights_loaded', True):
+    sha = getattr(model, 'pretrained_cfg', {}).get('sha256')  # present only when the cfg names a weights file
+    if sha:
         return sha
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
@@ -132,9 +132,7 @@ def _resolve_model(spec: str, device: torch.device, model_kwargs: dict[str, Any]
     if not spec.startswith(('hf-hub:', 'local-dir:')):
         arch, tag = split_model_name_tag(spec)
         pretrained = bool(tag) or bool(get_pretrained_cfg(arch).get('hf_hub_id'))
-    model = create_model(spec, pretrained=pretrained, **model_kwargs)
-    model.pretrained_cfg['_weights_loaded'] = pretrained
-    return model.eval().to(device)
+    return create_model(spec, pretrained=pretrained, **model_kwargs).eval().to(device)
 
 
 def _dataset_variants(name: str, root: Optional[str], kwargs: dict[str, Any]):
