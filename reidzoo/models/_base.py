@@ -12,7 +12,7 @@ logits), and override :meth:`VideoReIDModel.forward_train` when their losses nee
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -110,18 +110,3 @@ class VideoReIDModel(nn.Module):
             return self.forward_train(x)
         return self.forward_head(self.forward_features(x), pre_logits=True)
 
-
-def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
-    """``(B, T, C, H, W)`` -> ``(B*T, C, H, W)`` (a view when possible)."""
-    return x.flatten(0, 1)
-
-
-def batch_to_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``(B*T, ...)`` -> ``(B, T, ...)``."""
-    return x.unflatten(0, (-1, num_frames))
-
-
-def check_frames_in(name: str, t: int, allowed: Sequence[int]) -> None:
-    """Shared wording for architectures whose modules are built for fixed clip lengths."""
-    if t not in allowed:
-        raise ValueError(f'{name} takes T in {list(allowed)} frames per clip, got T={t}.')

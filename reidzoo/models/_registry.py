@@ -160,7 +160,7 @@ def get_arch_default_cfg(arch: str) -> dict[str, Any]:
     return copy.deepcopy(_model_default_cfgs.get(arch, {'architecture': arch}))
 
 
-def get_pretrained_cfg(model_name: str, allow_unregistered: bool = True) -> dict[str, Any]:
+def get_pretrained_cfg(model_name: str) -> dict[str, Any]:
     """The pretrained cfg of ``arch`` or ``arch.tag``: the architecture defaults overlaid by the manifest entry.
 
     For a bare ``arch`` the first published tag (if any) is used, as timm does. A tag that is not published raises
