@@ -118,7 +118,7 @@ def load_pretrained(
     else:
         arch = cfg.get('architecture', type(model).__name__)
         raise RuntimeError(
-            f'No pretrained weights are published for {arch}. Train them with `reidzoo train --model {arch} ...`, '
+            f'No pretrained weights are published for {arch}. Train them with `reidzoo train --recipe <recipe for {arch}>`, '
             f'export and push them (`reidzoo export`, `reidzoo push`), then add the printed entry to '
             f'weights_manifest.json or a file in REIDZOO_MANIFESTS; or pass checkpoint_path=... / '
             f'pretrained_cfg_overlay=dict(file=...) for a local file. Use pretrained=False for random init.')
@@ -129,6 +129,11 @@ def load_pretrained(
     if ckpt_classes is not None and ckpt_classes != getattr(model, 'num_classes', ckpt_classes):
         _logger.info('Checkpoint has %s classes, model %s: classifier not loaded.', ckpt_classes, model.num_classes)
         ignore = _classifier_prefixes(model)
+    _load(model, state_dict, source, ignore, strict)
+
+
+def _load(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, ignore: tuple[str, ...],
+          strict: bool) -> None:
     if strict:
         load_state_dict_checked(model, state_dict, source, ignore_prefixes=ignore)
     else:
@@ -143,10 +148,7 @@ def load_checkpoint(model: nn.Module, checkpoint_path: Union[str, Path], strict:
     cls_w = state_dict.get(prefix + 'weight')
     if cls_w is not None and cls_w.shape[0] != getattr(model, 'num_classes', cls_w.shape[0]):
         ignore = (prefix,)
-    if strict:
-        load_state_dict_checked(model, state_dict, str(checkpoint_path), ignore_prefixes=ignore)
-    else:
-        model.load_state_dict(state_dict, strict=False)
+    _load(model, state_dict, str(checkpoint_path), ignore, strict)
 
 
 def build_model_with_cfg(
