@@ -236,14 +236,11 @@ def run_leaderboard(
             for key, results in per_protocol.items():
                 proto_name, rr = key.split('|')
                 result = average_results([r for r, _ in results])  # iLIDS-VID / PRID: mean over the 10 splits
-                cmc = result.cmc
-                metrics = {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]),
-                           'rank10': float(cmc[min(9, len(cmc) - 1)]), 'rank20': float(cmc[min(19, len(cmc) - 1)]),
-                           'mAP': result.mAP, 'mINP': result.mINP}
+                metrics = {k: v for k, v in result.as_dict().items() if k in ('mAP', 'mINP') or k.startswith('rank')}
                 paper, source = _paper_for(arch, ds_name, rr == 'True', papers)
                 rows.append(LeaderboardRow(
                     model=spec, dataset=ds_name + (f' ({len(results)} splits)' if len(results) > 1 else ''),
-                    protocol=proto_name, metrics=metrics, cmc=[float(c) for c in cmc],
+                    protocol=proto_name, metrics=metrics, cmc=[float(c) for c in result.cmc],
                     num_queries=int(results[0][0].num_queries), num_gallery=len(results[0][1].gallery_index),
                     distance=cfg.get('distance', 'cosine'), test_sampling=cfg.get('test_sampling', ''),
                     rerank=rr == 'True', paper=paper, paper_source=source, extracted=extracted))

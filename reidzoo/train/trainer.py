@@ -192,12 +192,9 @@ def evaluate_model(
                              batch_size=batch_size, num_workers=num_workers, device=device, amp=amp,
                              progress=progress)
     result = evaluate_protocol(feats, sets, spec, distance=distance)
-    cmc = np.asarray(result.cmc)
-    metrics = {'protocol': protocol, 'mAP': float(result.mAP), 'mINP': float(result.mINP),
-               'num_valid_queries': int(result.num_valid_queries)}
-    for k in (1, 5, 10, 20):
-        if len(cmc) >= k:
-            metrics[f'rank{k}'] = float(cmc[k - 1])
+    metrics = result.as_dict()
+    metrics['protocol'] = protocol
+    del metrics['num_queries'], metrics['ap']
     return metrics
 
 
