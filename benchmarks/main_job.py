@@ -72,15 +72,15 @@ def train_families(out: Path, families: list[str], timings: dict) -> dict[str, P
     return runs
 
 
-def export_and_publish(out: Path, runs: dict[str, Path], mirror, timings: dict) -> dict[str, dict]:
-    """Export each run and publish it to the mirror; returns ``arch.tag`` -> manifest entry."""
+def export_and_publish(out: Path, runs: dict[str, Path], mirror, timings: dict) -> tuple[dict[str, dict], dict[str, str]]:
+    """Export each run and publish it to the mirror; returns ``arch.tag`` -> manifest entry, and -> export folder."""
     from reidzoo.hub import sha256_file
     from reidzoo.hub_mirror import publish_folder_to_mirror
     from reidzoo.train.cli import export_run
     t0 = time.perf_counter()
     published_file = out / 'published.json'
     published = json.loads(published_file.read_text()) if published_file.exists() else {}
-    entries = {}
+    entries, exports = {}, {}
     for family, run_dir in runs.items():
         export_dir = out / 'export' / run_dir.name
         if not (export_dir / 'model.safetensors').exists():
@@ -98,6 +98,7 @@ def export_and_publish(out: Path, runs: dict[str, Path], mirror, timings: dict) 
         entry.setdefault('source', {'type': 'reidzoo-train', 'recipe': run_dir.name})
         published[repo_id] = entry
         entries[f'{arch}.{TAG}'] = entry
+        exports[f'{arch}.{TAG}'] = export_dir.name
     published_file.write_text(json.dumps(published, indent=1))
     manifest = {'schema_version': 1, 'description': 'SynthVID weights trained and published by the main job '
                                                     '(loopback Hub mirror).', 'weights': entries}
@@ -105,7 +106,7 @@ def export_and_publish(out: Path, runs: dict[str, Path], mirror, timings: dict) 
     validate_manifest(manifest, str(out / 'weights_manifest.json'))
     (out / 'weights_manifest.json').write_text(json.dumps(manifest, indent=1))
     _stage('export + publish', t0, timings)
-    return entries
+    return entries, exports
 
 
 def score(out: Path, tags: list[str], runs: dict[str, str]) -> int:
@@ -194,10 +195,10 @@ def main(argv=None) -> int:
     runs = train_families(out, families, timings)
     from reidzoo.hub_mirror import LocalHubMirror
     with LocalHubMirror(out / 'hub_mirror') as mirror:
-        entries = export_and_publish(out, runs, mirror, timings)
+        entries, exports = export_and_publish(out, runs, mirror, timings)
         env = dict(os.environ, HF_ENDPOINT=mirror.endpoint, REIDZOO_MANIFESTS=str(out / 'weights_manifest.json'),
                    HF_HUB_DISABLE_TELEMETRY='1')
-        spec = {'tags': sorted(entries), 'runs': {tag: runs_by_arch(runs, tag) for tag in entries}}
+        spec = {'tags': sorted(entries), 'runs': exports}
         t0 = time.perf_counter()
         rc = subprocess.run([sys.executable, __file__, '--out', str(out), '--score-stage', json.dumps(spec)],
                             env=env).returncode
@@ -206,16 +207,6 @@ def main(argv=None) -> int:
     (out / 'timings.json').write_text(json.dumps(timings, indent=1))
     print(f'[main job] total {timings["total"]:.0f} s; results in {out}/leaderboard', flush=True)
     return rc
-
-
-def runs_by_arch(runs: dict[str, Path], tag: str) -> str:
-    """The export folder name of the run that produced ``tag``."""
-    arch = tag.split('.')[0]
-    for run_dir in runs.values():
-        export = run_dir.parent.parent / 'export' / run_dir.name / 'config.json'
-        if export.exists() and json.loads(export.read_text())['architecture'] == arch:
-            return run_dir.name
-    raise KeyError(tag)
 
 
 if __name__ == '__main__':
