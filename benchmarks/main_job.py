@@ -76,7 +76,7 @@ def export_and_publish(out: Path, runs: dict[str, Path], mirror, timings: dict) 
     """Export each run and publish it to the mirror; returns ``arch.tag`` -> manifest entry, and -> export folder."""
     from reidzoo.hub import sha256_file
     from reidzoo.hub_mirror import publish_folder_to_mirror
-    from reidzoo.train.cli import export_run
+    from reidzoo.train.export import export_run
     t0 = time.perf_counter()
     published_file = out / 'published.json'
     published = json.loads(published_file.read_text()) if published_file.exists() else {}

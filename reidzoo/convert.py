@@ -22,7 +22,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import pickle
@@ -40,7 +39,7 @@ import torch.nn as nn
 
 __all__ = [
     'FAMILIES', 'RELEASED_CHECKPOINTS', 'numpy_safe_globals', 'load_official_checkpoint', 'unwrap_state_dict',
-    'convert_official_checkpoint', 'build_converted_model', 'add_cli_arguments', 'run_cli',
+    'convert_official_checkpoint', 'build_converted_model', 'convert_checkpoint',
 ]
 
 # family -> (authors' repository, default arch when the checkpoint cannot tell)
@@ -72,7 +71,7 @@ RELEASED_CHECKPOINTS: list[dict[str, Any]] = [
         ('sinet_resnet50', 'lsvid', '1Xdd_XUPyhbrrB06wDq_qUdUzMKdjD9FK', (79.6, 87.4), (79.9, 87.2)),
     )
 ]
-_NOT_RELEASED = {
+NOT_RELEASED = {
     'sanet': 'SANet (TCSVT 2021, MARS: https://drive.google.com/file/d/1yhX4trD02-ryJ7jRObstmHk9IZb9Smc3) is in '
              'the same README but is not a reidzoo architecture.',
     'cosam': 'COSAM: no checkpoints were published (the notebook loads an unreleased local file).',
@@ -266,50 +265,24 @@ def save_converted(model: nn.Module, out_dir: Union[str, Path], source: dict[str
     return out_dir
 
 
-# --- command line -------------------------------------------------------------------------------------------------
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--list', action='store_true', help="list the checkpoints the authors released, and exit")
-    parser.add_argument('--from', dest='source', choices=[f'{f}-official' for f in FAMILIES],
-                        help="whose checkpoint layout IN has")
-    parser.add_argument('input', nargs='?', metavar='IN', help="the authors' checkpoint (.pth / .pth.tar)")
-    parser.add_argument('output', nargs='?', metavar='OUT', help='folder to write (model.safetensors, config.json)')
-    parser.add_argument('--arch', default=None, help='reidzoo architecture (inferred for SINet checkpoints)')
-    parser.add_argument('--dataset', default=None, help="training dataset of the checkpoint, e.g. 'mars'")
-    parser.add_argument('--trust-pickle', action='store_true',
-                        help='load IN with an unrestricted unpickler (can run code: only for files you trust)')
+def convert_checkpoint(
+        family: str,
+        src: Union[str, Path],
+        out_dir: Union[str, Path],
+        arch: Optional[str] = None,
+        dataset: Optional[str] = None,
+        trust_pickle: bool = False,
+) -> nn.Module:
+    """Convert the authors' checkpoint ``src`` of ``family`` (``'sinet'``, ``'cosam'``, ``'stmp'``) to a Hub repo folder.
 
-
-def _print_releases() -> None:
-    print(f'{"arch":<16} {"dataset":<7} {"paper mAP/R1":<13} {"README mAP/R1":<14} url')
-    for r in RELEASED_CHECKPOINTS:
-        paper, readme = '/'.join(map(str, r['paper'])), '/'.join(map(str, r['readme']))
-        print(f'{r["arch"]:<16} {r["dataset"]:<7} {paper:<13} {readme:<14} {r["url"]}')
-    print('\nConvert a downloaded file with: reidzoo convert --from sinet-official FILE OUT_DIR')
-    for note in _NOT_RELEASED.values():
-        print(f'- {note}')
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    if args.list:
-        _print_releases()
-        return 0
-    if not (args.source and args.input and args.output):
-        print('usage: reidzoo convert --from {sinet,cosam,stmp}-official IN OUT [--arch NAME], or --list',
-              file=sys.stderr)
-        return 2
-    family = args.source.removesuffix('-official')
-    src = Path(args.input)
-    try:
-        state_dict = convert_official_checkpoint(family, src, args.arch, trust_pickle=args.trust_pickle)
-        model = build_converted_model(family, state_dict, args.arch)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
-        print(f'reidzoo convert: {e}', file=sys.stderr)
-        return 1
+    Writes ``out_dir/model.safetensors`` and ``config.json`` (with the source file's name and sha256 as provenance) and
+    returns the loaded model.
+    """
+    src = Path(src)
+    state_dict = convert_official_checkpoint(family, src, arch, trust_pickle=trust_pickle)
+    model = build_converted_model(family, state_dict, arch)
     source = {'type': 'converted', 'repository': FAMILIES[family][0], 'file': src.name, 'sha256': sha256_file(src)}
     if family in _LICENSES:
         model.pretrained_cfg['license'] = _LICENSES[family]
-    out = save_converted(model, args.output, source, dataset=args.dataset)
-    arch = model.pretrained_cfg['architecture']
-    print(f'{src} -> {out} ({arch}, {model.num_classes} classes, {sum(p.numel() for p in model.parameters()):,} '
-          f'parameters). Load it with reidzoo.create_model("local-dir:{out}", pretrained=True).')
-    return 0
+    save_converted(model, out_dir, source, dataset=dataset)
+    return model

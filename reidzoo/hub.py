@@ -22,7 +22,6 @@ Every downloaded weight file is checked against its ``num_bytes`` and ``sha256``
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -42,7 +41,6 @@ from .version import __version__
 __all__ = [
     'download_weights', 'load_safetensors', 'load_model_config', 'save_pretrained', 'push_to_hub', 'manifest_entry',
     'sha256_file', 'WeightsIntegrityError', 'WeightsNotFoundError', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CARD_NAME',
-    'add_cli_arguments', 'run_cli',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -606,32 +604,3 @@ def push_to_hub(
             f'to a local mirror with reidzoo.hub_mirror.publish_folder_to_mirror).') from e
     commit = info.oid
     return manifest_entry(save_dir, repo_id, commit)
-
-
-# --- command line ------------------------------------------------------------------------------------------------
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``reidzoo push``."""
-    parser.add_argument('save_dir', metavar='DIR', help='folder written by save_pretrained / `reidzoo export`')
-    parser.add_argument('--repo-id', required=True, metavar='ORG/NAME', help='Hub repo to upload to (created)')
-    parser.add_argument('--revision', default='main', help='branch to commit to (default: main)')
-    parser.add_argument('--endpoint', default=None, help='Hub URL (default: HF_ENDPOINT or huggingface.co)')
-    parser.add_argument('--token', default=None, help='Hub token (default: logged-in token / HF_TOKEN)')
-    parser.add_argument('--private', action='store_true', help='create the repo private')
-    parser.add_argument('--tag', default=None, help='tag of the manifest name arch.tag (default: the dataset)')
-    parser.add_argument('--commit-message', default=None)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``reidzoo push``: upload, then print ``{"arch.tag": entry}`` ready for weights_manifest.json."""
-    from .manifest import ManifestError, validate_manifest
-    entry = push_to_hub(args.save_dir, args.repo_id, revision=args.revision, commit_message=args.commit_message,
-                        token=args.token, endpoint=args.endpoint, private=args.private)
-    arch = json.loads((Path(args.save_dir) / CONFIG_NAME).read_text())['architecture']
-    name = f'{arch}.{args.tag or entry.get("dataset") or "custom"}'
-    print(json.dumps({name: entry}, indent=2))
-    try:
-        validate_manifest({'schema_version': 1, 'weights': {name: entry}}, f'entry {name}')
-    except ManifestError as e:
-        print(f'Warning: the entry is not complete yet; fill in the missing fields before adding it:\n{e}',
-              file=sys.stderr)
-    return 0

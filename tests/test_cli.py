@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from reidzoo.cli import COMMANDS, count_gflops, main
+from reidzoo.cli import COMMANDS, main
+from reidzoo.utils import count_gflops
 
 
 def test_list_filters(capsys):

@@ -4,6 +4,7 @@ at import)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -248,10 +249,15 @@ def test_non_safetensors_files_are_refused(tmp_path):
 
 
 # --- push ----------------------------------------------------------------------------------------------------------
-def test_push_to_read_only_mirror_fails_clearly(published, hub_mirror):
-    with pytest.raises(RuntimeError, match=r'(?s)Upload of .* to reidzoo-test/push .*HTTP 405.*accepts uploads'):
-        cli_main(['push', str(published.a.dir), '--repo-id', 'reidzoo-test/push',
-                          '--endpoint', hub_mirror.endpoint])
+def test_push_to_read_only_mirror_fails_clearly(published, hub_mirror, capsys):
+    assert cli_main(['push', str(published.a.dir), '--repo-id', 'reidzoo-test/push',
+                     '--endpoint', hub_mirror.endpoint]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r'(?s)^reidzoo push: error: Upload of .* to reidzoo-test/push .*HTTP 405.*accepts uploads', err)
+    assert 'Traceback' not in err
+    with pytest.raises(RuntimeError, match='HTTP 405'):  # --debug re-raises, for the traceback
+        cli_main(['push', str(published.a.dir), '--repo-id', 'reidzoo-test/push', '--endpoint', hub_mirror.endpoint,
+                  '--debug'])
 
 
 def test_push_to_hub_returns_an_entry_pinned_to_the_upload(published, monkeypatch, capsys):

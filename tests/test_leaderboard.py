@@ -151,7 +151,7 @@ def test_torchrun_sharded_extraction_matches_one_process(synth_root, two_models,
     single = run_leaderboard(two_models[:1], [('synthvid', synth_root, DS_KWARGS)], output_dir=tmp_path / 'one',
                              cache_dir=tmp_path / 'c1', progress=False, plots=False)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nnodes', '1', '--nproc_per_node', '2',
-           '-m', 'reidzoo.eval.leaderboard', '--models', two_models[0], '--dataset', 'synthvid', '--root', synth_root,
+           '-m', 'reidzoo', 'benchmark', '--models', two_models[0], '--dataset', 'synthvid', '--root', synth_root,
            '--dataset-kwargs', json.dumps(DS_KWARGS), '--output', str(tmp_path / 'two'),
            '--cache-dir', str(tmp_path / 'c2'), '--workers', '0', '--no-plots']
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)

@@ -18,7 +18,6 @@ regular parser of that dataset reads it and every part of the pipeline can be ex
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from PIL import Image
 from .._atomic import fsync_dir
 
 __all__ = ['LAYOUTS', 'Identity', 'Camera', 'generate', 'build_synthvid', 'synthvid_cache_dir',
-           'colour_histogram_baseline', 'render_tracklet', 'add_cli_arguments', 'run_cli']
+           'colour_histogram_baseline', 'render_tracklet']
 
 GENERATOR_VERSION = 1
 MARKER = 'synthvid.json'  # written last: its presence means the folder is complete
@@ -774,33 +773,3 @@ def colour_histogram_baseline(dataset, bins: int = 8, max_frames: int = 8) -> di
     result = {'cmc': np.asarray(r.cmc).tolist(), 'mAP': float(r.mAP), 'num_valid_queries': int(r.num_valid_queries)}
     cmc = result['cmc']
     return {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]), **result}
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Command line: reidzoo synth
-# --------------------------------------------------------------------------------------------------------------------
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--layout', default='mars', choices=sorted(LAYOUTS), help='on-disk layout to imitate')
-    parser.add_argument('--out', required=True, help='output folder (must not exist or be empty)')
-    parser.add_argument('--num-ids', type=int, default=None, help='labelled identities (default per layout)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--frame-size', type=int, nargs=2, default=(64, 32), metavar=('H', 'W'))
-    parser.add_argument('--lengths', type=float, nargs=3, default=None, metavar=('MIN', 'MAX', 'MEAN'),
-                        help='tracklet length in frames')
-    parser.add_argument('--baseline', action='store_true', help='also parse it and score the colour-histogram matcher')
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    root = generate(args.out, layout=args.layout, num_ids=args.num_ids, seed=args.seed, frame_size=args.frame_size,
-                    lengths=args.lengths)
-    with open(os.path.join(root, MARKER)) as f:
-        meta = json.load(f)
-    print(f'SynthVID ({args.layout} layout) written to {root} in {meta["seconds"]} s: {meta["counts"]}')
-    if args.baseline:
-        dataset = build_synthvid(root, layout=args.layout, num_ids=args.num_ids, seed=args.seed,
-                                 frame_size=args.frame_size, lengths=args.lengths)
-        print(dataset.summary())
-        r = colour_histogram_baseline(dataset)
-        print(f"colour-histogram baseline: rank-1 {r['rank1']:.3f}, mAP {r['mAP']:.3f} "
-              f"({r['num_valid_queries']} queries)")
-    return 0

@@ -151,24 +151,3 @@ def extract(
         atomic_write(out, lambda p: save_file({'embeddings': feats.contiguous()}, str(p),
                                               metadata={'reidzoo': json.dumps(meta)}))
     return out
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument('model', help="arch.tag, hf-hub:org/repo@rev or local-dir:/path")
-    parser.add_argument('tracklet_dirs', nargs='+', help='folders of frames, one tracklet each')
-    parser.add_argument('--out', required=True, help='output .safetensors or .npy')
-    parser.add_argument('--no-pretrained', action='store_true', help='random weights (for testing the pipeline)')
-    parser.add_argument('--model-kwargs', default='{}', help='JSON dict of architecture arguments')
-    parser.add_argument('--batch-size', type=int, default=32, help='clips per forward pass')
-    parser.add_argument('--device', default=None)
-    parser.add_argument('--test-sampling', default=None, help="override the model's test sampling")
-    parser.add_argument('--workers', type=int, default=0)
-
-
-def run_cli(args) -> int:
-    from .. import create_model
-    model = create_model(args.model, pretrained=not args.no_pretrained, **json.loads(args.model_kwargs))
-    out = extract(model, args.tracklet_dirs, args.out, batch_size=args.batch_size, device=args.device,
-                  test_sampling=args.test_sampling, num_workers=args.workers)
-    print(f'wrote {len(args.tracklet_dirs)} embeddings to {out}')
-    return 0

@@ -7,11 +7,10 @@ the papers' numbers (``benchmarks/paper_results.json``) with the difference. Wri
 ``leaderboard.md``, a CMC plot per dataset and a picture of ranked results.
 
     reidzoo benchmark --models sinet_resnet50.mars --dataset mars --root /data/mars
-    torchrun --nproc_per_node 4 -m reidzoo.eval.leaderboard --models ... --dataset mars --root ...   # sharded
+    torchrun --nproc_per_node 4 -m reidzoo benchmark --models ... --dataset mars --root ...   # sharded
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ import torch.nn as nn
 
 from .._atomic import atomic_write, atomic_write_text
 
-__all__ = ['run_leaderboard', 'LeaderboardRow', 'FeatureCache', 'weights_id', 'load_paper_results', 'main']
+__all__ = ['run_leaderboard', 'LeaderboardRow', 'FeatureCache', 'weights_id', 'load_paper_results']
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / 'benchmarks' / 'paper_results.json'
 SPLIT_DATASETS = {'ilidsvid': 10, 'prid2011': 10}
@@ -357,47 +356,3 @@ def plot_ranked_results(model: str, dataset: str, sets: Any, feats: torch.Tensor
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-# --- command line ----------------------------------------------------------------------------------------------------
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--models', nargs='+', required=True, help='arch.tag, hf-hub:org/repo@rev, local-dir:PATH')
-    parser.add_argument('--dataset', nargs='+', required=True, help='mars dukev lsvid ilidsvid prid2011 synthvid')
-    parser.add_argument('--root', nargs='+', default=[None], help='dataset roots, one per --dataset (or one)')
-    parser.add_argument('--dataset-kwargs', default='{}', help='JSON build_dataset kwargs, e.g. {"layout": "mars"}')
-    parser.add_argument('--protocol', nargs='+', default=None, help="protocol names (default: the dataset's)")
-    parser.add_argument('--rerank', action='store_true', help='also report k-reciprocal re-ranking')
-    parser.add_argument('--model-kwargs', default='{}', help='JSON architecture arguments')
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--device', default=None)
-    parser.add_argument('--output', default='output/leaderboard')
-    parser.add_argument('--cache-dir', default=None)
-    parser.add_argument('--no-plots', action='store_true')
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    roots = args.root * len(args.dataset) if len(args.root) == 1 else args.root
-    if len(roots) != len(args.dataset):
-        raise SystemExit(f'--root takes one path or one per --dataset ({len(args.dataset)}), got {len(roots)}.')
-    ds_kwargs = json.loads(args.dataset_kwargs)
-    rows = run_leaderboard(args.models, [(d, r, ds_kwargs) for d, r in zip(args.dataset, roots)],
-                           protocols=args.protocol, output_dir=args.output, cache_dir=args.cache_dir,
-                           rerank=args.rerank, batch_size=args.batch_size, device=args.device,
-                           model_kwargs=json.loads(args.model_kwargs), num_workers=args.workers,
-                           plots=not args.no_plots)
-    if _distributed()[0] == 0:
-        print(format_markdown(rows))
-        print(f'written to {args.output}/ (leaderboard.json, leaderboard.md, cmc_*.png, ranked_results.png)')
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog='reidzoo benchmark', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cli_arguments(parser)
-    return run_cli(parser.parse_args(argv))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

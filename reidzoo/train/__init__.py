@@ -8,7 +8,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import ReIDLoss, batch_hard_triplet, cross_entropy, frame_info_nce, register_loss
 from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 from .trainer import NonFiniteLossError, RunResult, Trainer, evaluate_model, train
-from .cli import export_run
+from .export import export_run
 
 __all__ = [
     'train', 'export_run', 'Trainer', 'RunResult', 'NonFiniteLossError', 'evaluate_model', 'Recipe', 'RecipeError',

@@ -1,7 +1,7 @@
 """``python -m reidzoo.train ...`` (and ``torchrun --nproc_per_node N -m reidzoo.train ...``) = ``reidzoo train``."""
 import sys
 
-from .cli import main
+from ..cli import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(['train', *sys.argv[1:]]))

@@ -1,0 +1,46 @@
+"""``reidzoo benchmark``: score models on benchmarks with each dataset's standard protocol, beside the papers' numbers.
+
+    reidzoo benchmark --models sinet_resnet50.mars --dataset mars --root /data/MARS
+    torchrun --nproc_per_node 4 -m reidzoo benchmark --models MODEL --dataset lsvid --root /data/LS-VID   # sharded
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..eval.leaderboard import _distributed, format_markdown, run_leaderboard
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--models', nargs='+', required=True, help='arch.tag, hf-hub:org/repo@rev, local-dir:PATH')
+    parser.add_argument('--dataset', nargs='+', required=True, help='mars dukev lsvid ilidsvid prid2011 synthvid')
+    parser.add_argument('--root', nargs='+', default=[None], help='dataset roots, one per --dataset (or one)')
+    parser.add_argument('--dataset-kwargs', default='{}',
+                        help='JSON build_dataset kwargs, e.g. {"split_id": 0} (default: {})')
+    parser.add_argument('--protocol', nargs='+', default=None, help="protocol names (default: the dataset's own)")
+    parser.add_argument('--rerank', action='store_true', help='also report k-reciprocal re-ranking rows')
+    parser.add_argument('--model-kwargs', default='{}', help='JSON architecture arguments (default: {})')
+    parser.add_argument('--batch-size', type=int, default=32, help='clips per forward pass (default: 32)')
+    parser.add_argument('--workers', type=int, default=2, help='data-loading worker processes (default: 2)')
+    parser.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
+    parser.add_argument('--output', default='output/leaderboard',
+                        help='folder for leaderboard.json/.md and plots (default: output/leaderboard)')
+    parser.add_argument('--cache-dir', default=None,
+                        help='feature cache folder (default: OUTPUT/feature_cache)')
+    parser.add_argument('--no-plots', action='store_true', help='write no PNG plots (default: write them)')
+
+
+def run(args: argparse.Namespace) -> int:
+    roots = args.root * len(args.dataset) if len(args.root) == 1 else args.root
+    if len(roots) != len(args.dataset):
+        raise ValueError(f'--root takes one path or one per --dataset ({len(args.dataset)}), got {len(roots)}.')
+    ds_kwargs = json.loads(args.dataset_kwargs)
+    rows = run_leaderboard(args.models, [(d, r, ds_kwargs) for d, r in zip(args.dataset, roots)],
+                           protocols=args.protocol, output_dir=args.output, cache_dir=args.cache_dir,
+                           rerank=args.rerank, batch_size=args.batch_size, device=args.device,
+                           model_kwargs=json.loads(args.model_kwargs), num_workers=args.workers,
+                           plots=not args.no_plots)
+    if _distributed()[0] == 0:
+        print(format_markdown(rows))
+        print(f'written to {args.output}/ (leaderboard.json, leaderboard.md, cmc_*.png, ranked_results.png)')
+    return 0
