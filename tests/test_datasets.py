@@ -1,7 +1,8 @@
 """Dataset parsers: real metadata files (MARS, LS-VID, PRID-2011) and tiny on-disk fixtures of every layout.
 
-The real files are in ``../shared/datasets-metadata`` beside the checkout (or ``$REIDZOO_METADATA``); the fixtures follow
-``design/datasets.md`` §11 and include every pitfall of §10.
+The real files are vendored in ``tests/data/datasets-metadata`` (provenance and sha256 in its ``PROVENANCE.md``;
+``$REIDZOO_METADATA`` points elsewhere); the fixtures imitate each release's on-disk layout, with its pitfalls (CRLF
+name lists, uint16 query indices, junk and distractor folders, unpadded frame numbers, ...).
 """
 import contextlib
 import io
@@ -26,10 +27,10 @@ from reidzoo.data import (
 )
 from reidzoo.data.datasets import Mars, load_prid2011_splits
 
-# the steering repo's shared/ sits beside the checkout (CI clones main with shared/ next to it)
-METADATA = Path(os.environ.get('REIDZOO_METADATA') or
-                Path(__file__).resolve().parents[2] / 'shared' / 'datasets-metadata')
-needs_metadata = pytest.mark.skipif(not METADATA.is_dir(), reason='real metadata files not available')
+# small public metadata files vendored with the tests (see tests/data/datasets-metadata/PROVENANCE.md)
+VENDORED_METADATA = Path(__file__).resolve().parent / 'data' / 'datasets-metadata'
+METADATA = Path(os.environ.get('REIDZOO_METADATA') or VENDORED_METADATA)
+needs_metadata = pytest.mark.skipif(not METADATA.is_dir(), reason=f'real metadata files not found in {METADATA}')
 
 
 def _image_bytes(fmt: str) -> bytes:
@@ -57,7 +58,7 @@ def _no_warnings():
 # Real metadata
 
 def _mars_names(rows: np.ndarray) -> list[str]:
-    """Frame basenames consistent with a real tracks_*_info matrix (T numbered per pid in row order, §2.2)."""
+    """Frame basenames consistent with a real tracks_*_info matrix (T numbered per pid in row order, as in MARS)."""
     names, tracks = [], defaultdict(int)
     for start, end, pid, cam in rows.tolist():
         assert start == len(names) + 1  # the real rows are contiguous
@@ -66,6 +67,19 @@ def _mars_names(rows: np.ndarray) -> list[str]:
         t = tracks[pid]
         names += [f'{folder}C{cam}T{t:04d}F{f:03d}.jpg' for f in range(1, end - start + 2)]
     return names
+
+
+def test_vendored_metadata_checksums():
+    """The vendored files are byte-identical to the published ones listed (with sha256) in PROVENANCE.md."""
+    import hashlib
+    import re
+    listed = re.findall(r'^([0-9a-f]{64})  (\S+)$', (VENDORED_METADATA / 'PROVENANCE.md').read_text(), re.M)
+    files = sorted(str(p.relative_to(VENDORED_METADATA)) for p in VENDORED_METADATA.rglob('*')
+                   if p.is_file() and p.name != 'PROVENANCE.md')
+    assert sorted(name for _, name in listed) == files  # every vendored file is listed, and only those
+    for sha, name in listed:
+        assert hashlib.sha256((VENDORED_METADATA / name).read_bytes()).hexdigest() == sha, name
+    assert sum((VENDORED_METADATA / name).stat().st_size for _, name in listed) < 2_000_000  # keep the clone small
 
 
 @pytest.fixture(scope='module')
@@ -94,7 +108,7 @@ def test_mars_real_metadata(real_mars):
     assert sorted({t.pid for t in ds.train}) == list(range(625))
     q_pids, g_pids = {t.pid for t in ds.query}, {t.pid for t in ds.gallery}
     assert len(q_pids) == 626 and len(g_pids) == 621 and 0 in g_pids and -1 not in g_pids and 0 not in q_pids
-    assert len(q_pids - g_pids) == 14  # datasets.md §2.6
+    assert len(q_pids - g_pids) == 14  # 14 query identities have no gallery tracklet in MARS
     assert {t.pid for t in ds.junk} == {-1}
     assert sum(len(t.frames) for t in ds.train) == 509914
     assert sum(len(t.frames) for t in ds.query) == 114493
@@ -184,7 +198,7 @@ MARS_QUERY = [('0002', 1), ('0002', 3), ('0004', 6)]  # (folder, camera): first 
 
 
 def make_mars(base: Path, query_idx=None, with_images: bool = True) -> Path:
-    """bbox_{train,test} folders, CRLF name files and the three .mat files (datasets.md §11)."""
+    """bbox_{train,test} folders, CRLF name files and the three .mat files of MARS."""
     info = base / 'info'
     info.mkdir(parents=True)
     row_of = {}
