@@ -2,7 +2,7 @@
 
 Published video re-ID numbers are only comparable under the same protocol: on MARS the gallery alone moves rank-1 by
 about 3 points and the AP formula mAP by 1.5-2 (datasets.md §8.5). Every :class:`RankResult` produced here carries the
-protocol name. Sections cited are those of the design note ``datasets.md``.
+protocol name. The protocol table itself lives in :mod:`reidzoo.spec.datasets` (re-exported here).
 
 >>> sets = build_eval_sets(dataset, 'mars_query_in_gallery')
 >>> feats = embed(sets.unique_tracklets)          # each tracklet once, even when query ⊂ gallery
@@ -20,109 +20,13 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..spec.datasets import PROTOCOLS, Protocol, get_protocol, list_protocols
 from .distance import compute_distance
 from .metrics import RankResult, evaluate_rank
 from .rerank import k_reciprocal_rerank
 
 __all__ = ['Protocol', 'EvalSets', 'PROTOCOLS', 'get_protocol', 'list_protocols', 'build_eval_sets',
            'evaluate_protocol', 'average_results']
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a dataset's query and gallery are scored.
-
-    Attributes:
-        name: registry name, e.g. ``'mars_official'``.
-        dataset: dataset name it applies to (``build_dataset`` name).
-        description: one-paragraph summary.
-        source: where the rule comes from (code, and the datasets.md section that documents it).
-        ap: ``'step'`` (mean precision at each hit) or ``'trapezoid'`` (official MATLAB ``compute_AP``).
-        skip_no_positive: queries without a positive are dropped (True) or count as AP = 0 (False).
-        gallery_includes_query: the queries are prepended to the gallery (AP3D/SINet ``cat(qf, gf)``).
-        include_junk: the dataset's junk tracklets (MARS pid -1) join the gallery, flagged junk for every query.
-        num_splits: number of train/test splits whose results are averaged (1 = single split).
-        max_rank: CMC length.
-    """
-    name: str
-    dataset: str
-    description: str
-    source: str
-    ap: str = 'step'
-    skip_no_positive: bool = True
-    gallery_includes_query: bool = False
-    include_junk: bool = False
-    num_splits: int = 1
-    max_rank: int = 50
-
-
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol(
-        'mars_official', 'mars',
-        'Official MARS evaluation: the gallery is all 12,180 test tracklets (queries and pid -1 junk included); per '
-        'query, good = same pid from another camera, junk = pid -1 plus same pid and camera (the query itself '
-        'included); pid 0 distractors are negatives. Trapezoid AP; CMC and mAP averaged over all 1,980 queries.',
-        'liangzheng06/MARS-evaluation test_mars.m, evaluation_mars.m, compute_AP.m (datasets.md §2.5, §8.2)',
-        ap='trapezoid', skip_no_positive=False, gallery_includes_query=True, include_junk=True),
-    Protocol(
-        'mars_torchreid', 'mars',
-        'torchreid / Video-Person-ReID / COSAM: gallery = the 9,330 test tracklets that are neither queries nor '
-        'pid -1; same pid and camera removed per query; step AP; the 140 queries left without a positive are '
-        'skipped (1,840 count).',
-        'KaiyangZhou/deep-person-reid metrics/rank.py eval_market1501 (datasets.md §2.5, §8.1)'),
-    Protocol(
-        'mars_query_in_gallery', 'mars',
-        'AP3D / SINet / BiCnet / TCLNet: gallery = queries + the 9,330 tracklets (11,310; "gallery set must contain '
-        'query set, otherwise 140 query imgs will not have ground truth"); same pid and camera removed per query; '
-        'step AP. Ranking and junk equal the official protocol; only the AP formula differs.',
-        'guxinqian/AP3D test-all.py, baist/SINet main.py (datasets.md §2.5, §8.5)',
-        gallery_includes_query=True),
-    Protocol(
-        'lsvid_official', 'lsvid',
-        'LS-VID MATLAB evaluation: gallery = all 11,333 test tracklets (3,504 queries included); junk = same pid and '
-        'camera; trapezoid AP; queries without a positive (4) count with AP 0 and an all-zero CMC; averages over all '
-        '3,504 queries.',
-        'LS-VID release eval_func.m / compute_AP.m, copy in oracl4/torch_videoreid (datasets.md §4.5, §8.2)',
-        ap='trapezoid', skip_no_positive=False, gallery_includes_query=True),
-    Protocol(
-        'dukev_standard', 'dukev',
-        'DukeMTMC-VideoReID: the gallery as on disk (2,636 tracklets, duplicates of the 702 queries included); same '
-        'pid and camera removed per query (which removes the duplicate); step AP; queries without a positive '
-        'skipped.',
-        'Yu-Wu/DukeMTMC-VideoReID README and issue #3, reid/evaluators.py (datasets.md §3.3)'),
-    Protocol(
-        'ilidsvid_10split', 'ilidsvid',
-        'iLIDS-VID: per split, query = the 150 test identities in cam1, gallery = the same in cam2 (one positive '
-        'each, so AP = 1/rank); step AP; CMC, mAP and mINP are the mean over the 10 splits of '
-        'train_test_splits_ilidsvid.mat (average_results).',
-        'KaiyangZhou/deep-person-reid data/datasets/video/ilidsvid.py, docs/evaluation.rst (datasets.md §5.2)',
-        num_splits=10, max_rank=20),
-    Protocol(
-        'prid2011_10split', 'prid2011',
-        'PRID-2011: per split, query = the 89 test identities in cam_a, gallery = the same in cam_b; step AP; mean '
-        'over the 10 splits of splits_prid2011.json (average_results).',
-        'KaiyangZhou/deep-person-reid data/datasets/video/prid2011.py (datasets.md §6.2)',
-        num_splits=10, max_rank=20),
-    Protocol(
-        'synthvid_standard', 'synthvid',
-        'SynthVID (reidzoo synthetic benchmark): Market-1501 rule on the generated query / gallery: same pid and '
-        'camera removed, step AP, queries without a positive skipped.',
-        'reidzoo.data.synthvid; rule of datasets.md §8.1'),
-)}
-
-
-def list_protocols(dataset: Optional[str] = None) -> list[str]:
-    """Protocol names, optionally only those of one dataset."""
-    return [n for n, p in PROTOCOLS.items() if dataset is None or p.dataset == dataset]
-
-
-def get_protocol(protocol: Union[str, Protocol]) -> Protocol:
-    """The :class:`Protocol` of a name (a :class:`Protocol` passes through)."""
-    if isinstance(protocol, Protocol):
-        return protocol
-    if protocol not in PROTOCOLS:
-        raise ValueError(f'unknown protocol {protocol!r}; known: {", ".join(PROTOCOLS)}')
-    return PROTOCOLS[protocol]
 
 
 @dataclass
