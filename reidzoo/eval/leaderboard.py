@@ -3,7 +3,7 @@
 For every (model, dataset): embed every tracklet the protocol needs once, with the model's own test sampling,
 cache the embeddings on disk (keyed by the weights' sha256, the tracklet's frames, the sampling and the input size;
 atomic writes, reused on the next run), evaluate each named protocol, and report rank-1/5/10/20, mAP and mINP beside
-the papers' numbers (``benchmarks/paper_results.json``) with the difference. Writes ``leaderboard.json``,
+the papers' numbers (``reidzoo/spec/paper_results.json``) with the difference. Writes ``leaderboard.json``,
 ``leaderboard.md``, a CMC plot per dataset and a picture of ranked results.
 
     reidzoo benchmark --models sinet_resnet50.mars --dataset mars --root /data/mars
@@ -27,7 +27,7 @@ from .._atomic import atomic_write, atomic_write_text
 
 __all__ = ['run_leaderboard', 'LeaderboardRow', 'FeatureCache', 'weights_id', 'load_paper_results']
 
-PAPER_RESULTS = Path(__file__).resolve().parents[2] / 'benchmarks' / 'paper_results.json'
+PAPER_RESULTS = Path(__file__).resolve().parents[1] / 'spec' / 'paper_results.json'  # package data
 SPLIT_DATASETS = {'ilidsvid': 10, 'prid2011': 10}
 
 
