@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'extract': ('reidzoo.cli.extract', 'embed your own tracklets (folders of frames)'),
     'benchmark': ('reidzoo.cli.benchmark', 'score models on benchmarks with the standard protocols'),
     'synth': ('reidzoo.cli.synth', 'generate SynthVID in a benchmark layout'),
+    'index': ('reidzoo.cli.index', 'store gallery embeddings and metadata on disk for search by example'),
+    'search': ('reidzoo.cli.search', 'find the gallery tracklets nearest to a query tracklet, with thumbnails'),
+    'match': ('reidzoo.cli.match', 'match people across cameras from videos and tracker output'),
 }
 
 DEBUG_FLAG = '--debug'
