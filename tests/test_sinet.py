@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import reidzoo
 from reidzoo.models import ModelOutput
 from reidzoo.models.sinet import (
-    SINet, IntegrationDistributionModule, SalientToBroadModule, stage_feature_sizes,
+    SINet, IntegrationDistributionModule, SalientToBroadModule,
 )
 
 ARCHS = ('sinet_resnet50', 'sbnet_resnet50', 'idnet_resnet50')
@@ -69,13 +69,13 @@ def test_parameter_counts_match_the_authors(arch, without_head, with_625):
 
 def test_stage_sizes_match_a_real_forward():
     model = small('sinet_resnet50')
-    from reidzoo.models._backbone import backbone_stages, backbone_stem
+    from reidzoo.models._backbone import backbone_stages, backbone_stem, stage_output_sizes
     y = backbone_stem(model.backbone)(torch.zeros(1, 3, 128, 64))
     sizes = []
     for stage in backbone_stages(model.backbone):
         y = stage(y)
         sizes.append(tuple(y.shape[-2:]))
-    assert sizes == stage_feature_sizes(model.backbone, (128, 64)) == model.feat_sizes
+    assert sizes == stage_output_sizes(model.backbone, (128, 64)) == model.feat_sizes
 
 
 def test_eval_full_size_embedding():

@@ -1,6 +1,7 @@
 """Normalised cross-correlation (NCC) between the local descriptors of the frames of a clip.
 
-COSAM (Subramaniam et al., ICCV'19, ``../shared/seeds/003_d123749cefaa9594.txt`` Eq. 1-2) correlates every local
+COSAM (Subramaniam, Nambiar & Mittal, "Co-segmentation Inspired Attention Networks for Video-based Person
+Re-identification", ICCV 2019, Eq. 1-2) correlates every local
 descriptor of a frame with every local descriptor of the *other* ``T-1`` frames of its clip; CSTNet's CSL module uses
 the same idea, both over positions (spatial branch) and over channels (channel branch: pass the maps transposed so
 that the "descriptors" are the spatial responses of each channel).
@@ -37,9 +38,11 @@ def other_frame_index(num_frames: int, device: torch.device | None = None) -> to
     """
     if num_frames < 2:
         raise ValueError(f'Cross-frame correlation needs at least 2 frames per clip, got T={num_frames}.')
-    full = torch.arange(num_frames, device=device).expand(num_frames, num_frames)
-    keep = ~torch.eye(num_frames, dtype=torch.bool, device=device)
-    return full[keep].view(num_frames, num_frames - 1)
+    # arithmetic instead of boolean-mask indexing (whose output size depends on the data: a torch.compile graph
+    # break per call): the j-th other frame of frame t is j, shifted past t
+    others = torch.arange(num_frames - 1, device=device)
+    frames = torch.arange(num_frames, device=device).unsqueeze(1)
+    return others + (others >= frames).long()
 
 
 def ncc_other_frames(
@@ -72,10 +75,13 @@ def ncc_other_frames(
     if x.dim() != 4:
         raise ValueError(f'ncc_other_frames expects (B, T, C, N), got shape {tuple(x.shape)}.')
     b, t, c, n = x.shape
-    index = other_frame_index(t, device=x.device)
+    index = other_frame_index(t, device=x.device)  # (T, T-1)
     z = x if normalized else znorm(x, dim=2, unbiased=unbiased, eps=eps)
     # all T x T frame pairs in one matmul, then keep the off-diagonal ones: cheaper than gathering T·(T-1) copies
     # of the C x N descriptors first, and only T/(T-1) times the output size
     zt = z.transpose(2, 3)  # (B, T, N, C)
     pairs = torch.matmul(zt.unsqueeze(1), z.unsqueeze(2)) / c  # (B, T_self, T_other, N_other, N_self)
-    return pairs[:, torch.arange(t, device=x.device).unsqueeze(1), index]
+    # a gather along the other-frame axis with a static-shape index (no advanced indexing: exports to ONNX as
+    # one GatherElements and traces with a symbolic batch)
+    gather_index = index.view(1, t, t - 1, 1, 1).expand(b, t, t - 1, n, n)
+    return torch.gather(pairs, 2, gather_index)

@@ -1,6 +1,6 @@
 """Non-local relation blocks (Wang et al., "Non-local Neural Networks", CVPR 2018) in the two forms CSTNet's
-spatial-temporal interaction module uses (Liu et al., IJCAI 2020, ``../shared/seeds/000_42b81abc2efffb4e.txt``
-§3.3, Eq. 4-5):
+spatial-temporal interaction module uses (Liu, Zha, Zhu & Jiang, "Co-Saliency Spatio-Temporal Interaction Network
+for Person Re-Identification in Videos", IJCAI 2020, arXiv:2004.04979, §3.3, Eq. 4-5):
 
 * :class:`SpatialRelation`: within each frame, every position attends to the positions of an adaptively
   average-pooled copy of the frame (query/key projection shared, keys and values pooled to at most
@@ -52,7 +52,8 @@ class SpatialRelation(nn.Module):
         key = self.query_key(pooled).flatten(2)  # (N, C1, M)
         value = self.value(pooled).flatten(2)  # (N, C1, M)
         relation = torch.softmax(key.transpose(1, 2) @ query, dim=1)  # Eq. 4, (N, M, h·w), normalised over keys
-        return F.relu(self.out((value @ relation).view(n, -1, h, w)))  # Eq. 5
+        # explicit channel count, not -1: an empty batch must still reshape
+        return F.relu(self.out((value @ relation).view(n, value.shape[1], h, w)))  # Eq. 5
 
 
 class TemporalRelation(nn.Module):
@@ -80,8 +81,9 @@ class TemporalRelation(nn.Module):
         """``(B, T, C, h, w)`` clips -> primitive temporal relation features ``(B, T, C, h, w)``."""
         b, t, c, h, w = x.shape
         frames = x.flatten(0, 1)
-        query, key, value = (conv(frames).view(b, t, -1, h * w) for conv in (self.query, self.key, self.value))
+        mid = self.query.out_channels  # explicit sizes, not -1: an empty batch must still reshape
+        query, key, value = (conv(frames).view(b, t, mid, h * w) for conv in (self.query, self.key, self.value))
         logits = torch.einsum('bkcn,bqcn->bnkq', key, query)  # (B, h·w, T_key, T_query)
         relation = torch.softmax(logits, dim=2)
         mixed = torch.einsum('bkcn,bnkq->bqcn', value, relation)  # (B, T, C1, h·w)
-        return F.relu(self.out(mixed.reshape(b * t, -1, h, w))).view(b, t, c, h, w)
+        return F.relu(self.out(mixed.reshape(b * t, mid, h, w))).view(b, t, c, h, w)

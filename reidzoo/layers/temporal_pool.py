@@ -51,7 +51,8 @@ class TemporalAttentionPool(nn.Module):
         if (h, w) != self.feat_size:
             raise ValueError(f'TemporalAttentionPool was built for {self.feat_size[0]}x{self.feat_size[1]} maps, got '
                              f'{h}x{w} (input shape {tuple(x.shape)}): build the model with the img_size you feed.')
-        a = F.relu(self.attention_conv(x.flatten(0, 1))).view(b, t, -1).transpose(1, 2)  # (B, mid, T)
+        # explicit sizes, not -1: an empty batch (B=0) must still reshape
+        a = F.relu(self.attention_conv(x.flatten(0, 1))).view(b, t, self.attention_conv.out_channels).transpose(1, 2)
         a = F.softmax(F.relu(self.attention_tconv(a)).squeeze(1), dim=1)  # (B, T)
         return torch.einsum('bt,btc->bc', a, x.mean(dim=(-2, -1)))
 

@@ -1,6 +1,7 @@
 """COSAM: Co-segmentation inspired attention for video re-ID (Subramaniam, Nambiar & Mittal, ICCV 2019).
 
-Paper: ``../shared/seeds/003_d123749cefaa9594.txt``; official code: github.com/InnovArul/vidreid_cosegmentation
+Paper: "Co-segmentation Inspired Attention Networks for Video-based Person Re-identification" (ICCV 2019); official
+code: github.com/InnovArul/vidreid_cosegmentation
 (``src/models/{cosam,ResNet,SE_ResNet,aggregation_layers}.py``). The authors released no weights; models here load
 checkpoints trained with their code through :func:`convert_official_state_dict`.
 
@@ -139,13 +140,9 @@ class CosamNet(TemporalPoolingNet):
             raise ValueError(f'cosam_blocks are CNN block indices 2..5 (block i follows timm stage layer{{i-1}}), '
                              f'got {tuple(cosam_blocks)}.')
         self.cosam_blocks = tuple(sorted(set(cosam_blocks)))
-        # map sizes of layer1..3 from timm's reductions (4, 8, 16), layer4's from the last-stride rule; inputs whose
-        # sides are not multiples of 32 may round differently, which COSAM.forward reports
-        h, w = self.img_size
-        reductions = [info['reduction'] for info in self.backbone.feature_info[-4:-1]]
-        stage_sizes = [(h // r, w // r) for r in reductions] + [self.feat_size]
+        # the trunk's real map sizes (TemporalPoolingNet.stage_sizes), so any frame size the trunk takes works
         self.cosam = nn.ModuleDict({
-            f'layer{i - 1}': COSAM(self.stage_channels[i - 2], num_frames, stage_sizes[i - 2])
+            f'layer{i - 1}': COSAM(self.stage_channels[i - 2], num_frames, self.stage_sizes[i - 2])
             for i in self.cosam_blocks})
         self.supported_num_frames = (num_frames,)
         self.fixed_input_size = self.img_size

@@ -1,6 +1,7 @@
 """CSTNet: Co-Saliency Spatio-Temporal Interaction Network (Liu, Zha, Zhu, Jiang, IJCAI 2020).
 
-Paper: ``../shared/seeds/000_42b81abc2efffb4e.txt`` (arXiv:2004.04979). No code exists (official or third-party);
+Paper: "Co-Saliency Spatio-Temporal Interaction Network for Person Re-Identification in Videos" (IJCAI 2020,
+arXiv:2004.04979). No code exists (official or third-party);
 this is a re-implementation from the text, with COSAM's NCC (``reidzoo.layers.ncc``, the authors' normalisation of
 the NCC of Subramaniam et al. 2016, which CSTNet cites) as the closest reference for the co-saliency module.
 
@@ -68,13 +69,12 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.ncc import ncc_other_frames, znorm
 from ..layers.non_local import SpatialRelation, TemporalRelation
-from ._backbone import create_backbone, forward_frames, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels, stage_output_sizes
 from ._base import VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
 
 __all__ = ['CSTNet', 'CoSaliencyLearning', 'SpatialTemporalInteraction', 'summarised_ncc']
-
 
 
 def _conv_bn_relu(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -145,8 +145,11 @@ class CoSaliencyLearning(nn.Module):
             raise ValueError(f'CoSaliencyLearning was built for {self.feat_size[0]}x{self.feat_size[1]} maps, got '
                              f'{h}x{w} (shape {tuple(x.shape)}): build the model with the img_size you feed.')
         frames = x.flatten(0, 1)
-        spatial = self.spatial_reduction(frames).view(b, t, -1, h * w)  # descriptors: C_L entries at h·w positions
-        channel = self.channel_reduction(frames).view(b, t, c, -1).transpose(2, 3)  # H_L·W_L entries, C channels
+        # explicit sizes, not -1: an empty batch (B=0) must still reshape
+        reduced = self.spatial_reduction[0].out_channels
+        spatial = self.spatial_reduction(frames).view(b, t, reduced, h * w)  # descriptors: C_L entries at h·w positions
+        pooled = self.channel_reduction(frames)
+        channel = pooled.view(b, t, c, pooled.shape[-2] * pooled.shape[-1]).transpose(2, 3)  # H_L·W_L entries
         z_s = summarised_ncc(spatial, self.spatial_summary, self.fused_ncc)  # (B, T, h·w)
         z_c = summarised_ncc(channel, self.channel_summary, self.fused_ncc)  # (B, T, C)
         return torch.sigmoid(z_c.unsqueeze(-1) * z_s.unsqueeze(2)).view(b, t, c, h, w)  # Eq. 3
@@ -231,6 +234,7 @@ class CSTNet(VideoReIDModel):
         self.num_frames = num_frames
         self.img_size = tuple(img_size)
         self.fixed_input_size = self.img_size
+        self.global_pool = 'avg'
         self.stages = tuple(sorted(stages))
         h, w = self.img_size
         channel_pool_size = channel_pool_size or (max(1, h // 32), max(1, w // 32))
@@ -238,13 +242,11 @@ class CSTNet(VideoReIDModel):
         self.backbone = create_backbone(backbone, pretrained=pretrained_backbone, last_stride=last_stride,
                                         **backbone_kwargs)
         chs = stage_channels(self.backbone)
-        reductions = [info['reduction'] for info in self.backbone.feature_info[-4:]]
-        if last_stride == 1:
-            reductions[3] = reductions[2]
+        self.stage_sizes = stage_output_sizes(self.backbone, self.img_size)  # the trunk's real map sizes
         self.co_saliency = nn.ModuleDict()
         self.interaction = nn.ModuleDict()
         for i in self.stages:
-            size = (-(-h // reductions[i]), -(-w // reductions[i]))  # ResNet convs pad: ceil(H / stride)
+            size = self.stage_sizes[i]
             self.co_saliency[str(i)] = CoSaliencyLearning(chs[i], size, reduced_chs, channel_pool_size, fused_ncc)
             self.interaction[str(i)] = SpatialTemporalInteraction(chs[i], relation_chs, relation_pool_size)
         self.classifier_hidden = classifier_hidden
@@ -269,9 +271,10 @@ class CSTNet(VideoReIDModel):
             raise ValueError(f'CSTNet compares each frame with the other frames of its clip: it needs T >= 2 '
                              f'(trained with T={self.num_frames}), got shape {tuple(x.shape)}.')
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, intermediates: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, C, h, w)`` after the last stage."""
-        return forward_frames(self.backbone, x, self._after_stage)
+        return forward_frames(self.backbone, x, self._after_stage, grad_checkpointing=self.grad_checkpointing,
+                              intermediates=intermediates)
 
     def _after_stage(self, index: int, clip: torch.Tensor) -> torch.Tensor:
         """CSL then STI on the clip maps after the stages the model was built with."""

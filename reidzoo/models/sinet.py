@@ -1,6 +1,6 @@
 """SINet, SBNet and IDNet: Salient-to-Broad transition for video person re-ID (Bai et al., CVPR 2022).
 
-Paper: "Salient-to-Broad Transition for Video Person Re-identification" (``../shared/seeds/004_8c3eea41b18afdb5.txt``).
+Paper: "Salient-to-Broad Transition for Video Person Re-identification" (Bai et al., CVPR 2022).
 Official code: github.com/baist/SINet (``models/resnet.py``, ``salient_to_broad_module.py``,
 ``integration_distribution_module.py``); its released checkpoints load here through
 :func:`convert_official_state_dict`.
@@ -40,15 +40,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch.utils.checkpoint import checkpoint
 
-from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels
+from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels, stage_output_sizes
 from ._base import ModelOutput, VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
 
 __all__ = [
     'SINet', 'SalientToBroadModule', 'IntegrationDistributionModule', 'convert_official_state_dict',
-    'official_model_args', 'stage_feature_sizes', 'MI_LOSS_WEIGHT',
+    'official_model_args', 'MI_LOSS_WEIGHT',
 ]
 
 
@@ -221,35 +222,6 @@ class IntegrationDistributionModule(nn.Module):
         return F.relu(x + self.chl_expansion(x3).unflatten(0, (b, t)))
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
-    num = size + 2 * padding - dilation * (kernel - 1) - 1
-    return (-(-num // stride) if ceil_mode else num // stride) + 1
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def stage_feature_sizes(backbone: nn.Module, img_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """Map sizes after layer1..layer4 of a ResNet-like timm backbone (conv stem + max-pool, last stride 1).
-
-    Computed from the stem's modules, so the unpadded SINet max-pool is accounted for (63x31 at 256x128); each of
-    layer2 and layer3 halves the map with a 3x3/pad-1 (or 1x1, or avg-pool) stride-2 downsample: ``ceil(n / 2)``.
-    """
-    size = list(img_size)
-    stem = [m for m in backbone.conv1.modules() if isinstance(m, nn.Conv2d)] + [backbone.maxpool]
-    for m in stem:
-        if not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
-            raise TypeError(f'SINet needs a ResNet-like backbone with a max-pool stem, got {type(m).__name__}.')
-        k, s, p, d = (_pair(getattr(m, a)) for a in ('kernel_size', 'stride', 'padding', 'dilation'))
-        ceil = getattr(m, 'ceil_mode', False)
-        size = [_conv_out(size[i], k[i], s[i], p[i], d[i], ceil) for i in range(2)]
-    l1 = tuple(size)
-    l2 = tuple((n + 1) // 2 for n in l1)
-    l3 = tuple((n + 1) // 2 for n in l2)
-    return [l1, l2, l3, l3]
-
-
 class SINet(VideoReIDModel):
     """A timm ResNet with IDMs in layer2 and SBMs in layer3, per-frame max pooling and a BN neck.
 
@@ -297,7 +269,10 @@ class SINet(VideoReIDModel):
                                         stem_pool_padding=0, **backbone_kwargs)
         self.stage_channels = stage_channels(self.backbone)
         stages = backbone_stages(self.backbone)
-        self.feat_sizes = stage_feature_sizes(self.backbone, self.img_size)
+        # the trunk's real map sizes: the unpadded stem pool gives 63x31 layer1 maps at 256x128
+        self._map_sizes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.feat_sizes = self._stage_sizes(self.img_size)
+        self.global_pool = 'max'  # per-frame global max pooling, then the BN neck and the mean over frames
         for stage, after, kw in ((1, idm_after, 'idm_after'), (2, sbm_after, 'sbm_after')):
             depth = len(stages[stage])
             if any(not 0 <= i < depth for i in after) or list(after) != sorted(after):
@@ -343,26 +318,45 @@ class SINet(VideoReIDModel):
         self.num_classes = num_classes
         self.classifier = self._make_classifier(num_classes)
 
+    def _stage_sizes(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """Stage map sizes for ``hw`` frames (cached: one meta forward per new frame size)."""
+        hw = (int(hw[0]), int(hw[1]))
+        if hw not in self._map_sizes:
+            self._map_sizes[hw] = stage_output_sizes(self.backbone, hw)
+        return self._map_sizes[hw]
+
     def _feat_size_for(self, hw: tuple[int, int]) -> tuple[int, int]:
-        return stage_feature_sizes(self.backbone, hw)[2]
+        return self._stage_sizes(hw)[2]
 
     def check_input(self, x: torch.Tensor) -> None:
         super().check_input(x)
+        if torch.compiler.is_compiling():
+            return  # traced at the example's (static) frame size, which eager use has checked
         if len(self.sbm) and self.fixed_input_size is None and min(self._feat_size_for(tuple(x.shape[-2:]))) < 3:
             raise ValueError(
                 f'{type(self).__name__}: frames of shape {tuple(x.shape)} give {self._feat_size_for(x.shape[-2:])} '
                 f'layer3 maps; SBM needs at least 3x3 maps (frames of at least 37x37; trained at '
                 f'{self.img_size[0]}x{self.img_size[1]}).')
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_stage(self, si: int, y: torch.Tensor, clip: tuple[int, int]) -> torch.Tensor:
+        """Stage ``si`` on ``(B*T, C, h, w)`` frames, with its IDM / SBM plug-ins on the clip view."""
+        for bi, block in enumerate(backbone_stages(self.backbone)[si]):
+            y = block(y)
+            for plugin in self._plugins.get((si, bi), ()):
+                y = plugin(y.unflatten(0, clip)).flatten(0, 1)
+        return y
+
+    def forward_features(self, x: torch.Tensor, intermediates: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> last-stage maps ``(B, T, C, h, w)``."""
         b, t = x.shape[:2]
         y = backbone_stem(self.backbone)(x.flatten(0, 1))
-        for si, stage in enumerate(backbone_stages(self.backbone)):
-            for bi, block in enumerate(stage):
-                y = block(y)
-                for plugin in self._plugins.get((si, bi), ()):
-                    y = plugin(y.unflatten(0, (b, t))).flatten(0, 1)
+        for si in range(4):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                y = checkpoint(self._run_stage, si, y, (b, t), use_reentrant=False)
+            else:
+                y = self._run_stage(si, y, (b, t))
+            if intermediates is not None:
+                intermediates.append(y.unflatten(0, (b, t)))
         return y.unflatten(0, (b, t))
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -437,7 +431,7 @@ def convert_official_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Map a baist/SINet ``model.state_dict()`` (``checkpoint['state_dict']``) onto this module's key layout.
 
-    The rules (``../shared/design/official-implementations.md`` §1.4):
+    The rules (derived from the authors' ``models/resnet.py`` module layout):
 
     1. Layer ``nn.Sequential`` indices hold the plug-ins too: blocks are renumbered ``0..n-1`` and the i-th IDM
        (SBM) becomes ``idm.i`` (``sbm.i``);

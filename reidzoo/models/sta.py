@@ -1,6 +1,7 @@
 """STA: Spatial-Temporal Attention for video person re-ID (Fu, Wang, Wei, Huang, AAAI 2019).
 
-Paper: ``../shared/seeds/001_088efbfa60612dcf.txt``. There is no official code; the only re-implementation
+Paper: "STA: Spatial-Temporal Attention for Large-Scale Video-based Person Re-Identification" (AAAI 2019,
+arXiv:1811.04129). There is no official code; the only re-implementation
 (github.com/weleen/AGRL.pytorch, ``torchreid/models/sta.py``) departs from Eq. 1 and has no regulariser, so this
 file follows the paper's equations:
 
@@ -22,7 +23,8 @@ Where the paper is ambiguous, and the reading chosen:
   the channel-wise sum of squares L1-normalised over positions ("l2 normalisation on the square sum" in the text).
   AGRL's per-position L2 norm, L2-normalised, is *not* used.
 * **Block height.** Algorithm 1 uses ``floor(H / 4)`` rows per block and leaves any remainder rows at zero; we
-  require ``h % K == 0`` (16 rows / 4 blocks at 256x128) and raise ``ValueError`` otherwise rather than silently
+  require ``h % K == 0`` (16 rows / 4 blocks at 256x128; ``h`` is the trunk's real map height,
+  :func:`~reidzoo.models._backbone.stage_output_sizes`) and raise ``ValueError`` otherwise rather than silently
   dropping rows. Algorithm 1's ``F_1(H_s : H_s + H_s)`` is a typo for block ``k``'s rows.
 * **argmax ties** pick the first of the tied frames (``torch.argmax``); for identical frames the choice does not
   matter, so a clip of ``T`` copies of one frame embeds like that frame alone.
@@ -35,7 +37,7 @@ Where the paper is ambiguous, and the reading chosen:
 * **"Two random frames"**: two *distinct* frames, drawn independently for each clip (Eq. 6 is zero otherwise).
   The text calls Eq. 6 the "square Frobenius norm" but the formula takes the square root; we follow the formula.
 * **Test length.** Table 4 is "tested with sequence length of 4"; the cfg uses ``'all'`` frames (Table 2 shows
-  N = 6, 8 at least as good, and the shared vocabulary assigns STA ``'all'``). Distance: Euclidean, as Eq. 9.
+  N = 6, 8 at least as good, and STA has no parameter tied to ``T``). Distance: Euclidean, as Eq. 9.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from ._backbone import create_backbone, forward_frames, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels, stage_output_sizes
 from ._base import ModelOutput, VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
@@ -148,6 +150,7 @@ class STA(VideoReIDModel):
             backbone: str = 'resnet50',
             num_classes: int = 0,
             num_frames: int = 4,
+            img_size: tuple[int, int] = (256, 128),
             num_blocks: int = 4,
             embed_dim: int = 1024,
             last_stride: int = 1,
@@ -159,6 +162,8 @@ class STA(VideoReIDModel):
             backbone: timm ResNet-like model name.
             num_classes: identity classifier size (0: none).
             num_frames: ``N`` used in training (recorded in the cfg; any ``T`` works).
+            img_size: the ``(H, W)`` the model is trained and evaluated at (recorded in the cfg); the attention has
+                no parameters, so any size whose map height splits into ``num_blocks`` works.
             num_blocks: ``K`` horizontal blocks; the frame map height must be a multiple of it.
             embed_dim: output size of the FC after pooling (the test embedding).
             last_stride: stride of the last stage (1: 16x8 maps at 256x128, as the paper).
@@ -166,10 +171,17 @@ class STA(VideoReIDModel):
         """
         super().__init__()
         self.num_frames = num_frames
+        self.img_size = tuple(img_size)
         self.num_blocks = num_blocks
+        self.global_pool = 'sta'
         self.backbone = create_backbone(backbone, pretrained=pretrained_backbone, last_stride=last_stride,
                                         **backbone_kwargs)
-        self.feat_reduction = 16 if last_stride == 1 else 32
+        self._map_sizes: dict[tuple[int, int], tuple[int, int]] = {}
+        fh = self._map_size(self.img_size)[0]
+        if fh % num_blocks:
+            raise ValueError(f'img_size {self.img_size} gives {fh}-row frame maps, which do not split into '
+                             f'K={num_blocks} equal blocks: choose a height whose map has a multiple of {num_blocks} '
+                             f'rows (e.g. 256 or 64 with a last stride of 1).')
         in_chs = stage_channels(self.backbone)[-1]
         self.fc = nn.Sequential(nn.Linear(2 * in_chs, embed_dim, bias=False), nn.BatchNorm1d(embed_dim), nn.ReLU())
         nn.init.kaiming_normal_(self.fc[0].weight, mode='fan_out')
@@ -177,20 +189,32 @@ class STA(VideoReIDModel):
         self.num_classes = num_classes
         self.classifier = self._make_classifier(num_classes)
 
+    def _map_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The last-stage map size for ``hw`` frames (cached: one meta forward per new frame size)."""
+        hw = (int(hw[0]), int(hw[1]))
+        if hw not in self._map_sizes:
+            self._map_sizes[hw] = stage_output_sizes(self.backbone, hw)[-1]
+        return self._map_sizes[hw]
+
     def check_input(self, x: torch.Tensor) -> None:
         super().check_input(x)
-        h = x.shape[-2]
-        fh = -(-h // self.feat_reduction)  # ceil: ResNet convs pad, so maps are ceil(H / stride) tall
+        if torch.compiler.is_compiling():
+            return  # traced at the example's (static) frame size, which eager use has checked
+        h, w = x.shape[-2:]
+        fh = self._map_size((h, w))[0]
         if fh % self.num_blocks:
-            step = self.feat_reduction * self.num_blocks
+            # the trunk's overall reduction, measured at the built size (16 with a last stride of 1)
+            step = max(1, round(self.img_size[0] / self._map_size(self.img_size)[0])) * self.num_blocks
+            nearest = max(1, round(h / step)) * step
             raise ValueError(
                 f'STA splits the {fh}-row frame map into K={self.num_blocks} equal blocks: H must give a map height '
                 f'divisible by {self.num_blocks} (a multiple of {step} pixels), got shape {tuple(x.shape)}; '
-                f'expected e.g. (B, T, 3, {max(step, h // step * step)}, W).')
+                f'expected e.g. (B, T, 3, {nearest}, {w}).')
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, intermediates: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, D, h, w)``."""
-        return forward_frames(self.backbone, x)
+        return forward_frames(self.backbone, x, grad_checkpointing=self.grad_checkpointing,
+                              intermediates=intermediates)
 
     def _fuse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         attention = sta_attention_maps(x)
@@ -209,7 +233,6 @@ class STA(VideoReIDModel):
 
 
 def _create_sta(variant: str, pretrained: bool = False, **kwargs) -> STA:
-    kwargs.pop('img_size', None)  # STA takes any size whose map height splits into K blocks
     return build_model_with_cfg(STA, variant, pretrained, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """STMP: Refining Recurrent Unit + Spatial-Temporal clues Integration Module (Liu et al., AAAI 2019).
 
-Paper: "Spatial and Temporal Mutual Promotion for Video-based Person Re-identification",
-``../shared/seeds/002_4c2e08320f3da622.txt``. Official code: github.com/yolomax/person-reid-lib
+Paper: "Spatial and Temporal Mutual Promotion for Video-based Person Re-identification" (Liu et al., AAAI 2019).
+Official code: github.com/yolomax/person-reid-lib
 (``tasks/task_video/architecture.py``, ``lib/network/model_factory/inception_v3/``); the authors released no weights,
 :func:`convert_official_state_dict` maps checkpoints saved by their code.
 
@@ -35,22 +35,22 @@ import timm
 import torch
 import torch.nn as nn
 from timm.layers import ConvNormAct
+from torch.utils.checkpoint import checkpoint
 
+from ._backbone import stage_output_sizes
 from ._base import ModelOutput, VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
 
 __all__ = ['RefiningRecurrentUnit', 'STIM', 'STMPClassifier', 'STMPNet', 'convert_official_state_dict',
-           'inception_v3_map_sizes', 'official_model_args']
+           'official_model_args']
 
-
-def inception_v3_map_sizes(size: int) -> tuple[int, int]:
-    """Side of the Mixed_6e and Mixed_7c maps of an Inception-v3 for an input side ``size`` (299 -> (17, 8))."""
-    half = lambda s: (s - 3) // 2 + 1  # noqa: E731  (3x3 stride-2 conv / pool without padding)
-    s = half(size) - 2  # Conv2d_1a (s2), Conv2d_2a (3x3 valid); 2b keeps the size
-    s = half(s) - 2  # Pool1, Conv2d_4a (3x3 valid)
-    s6 = half(half(s))  # Pool2, Mixed_6a
-    return s6, half(s6)  # Mixed_7a
+# timm / torchvision Inception-v3 blocks in forward order, split where the auxiliary classifier branches off
+_PREAUX = ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'Pool1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'Pool2',
+           'Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e')
+_POSTAUX = ('Mixed_7a', 'Mixed_7b', 'Mixed_7c')
+# the blocks whose outputs forward_intermediates returns (timm's last four feature_info entries)
+_INTERMEDIATES = ('Conv2d_4a_3x3', 'Mixed_5d', 'Mixed_6e', 'Mixed_7c')
 
 
 class RefiningRecurrentUnit(nn.Module):
@@ -125,6 +125,23 @@ class STIM(nn.Module):
         """Refined maps ``(B, T, C, h, w)`` -> clip embedding ``(B, out_chs)``."""
         return self.t_info(s.transpose(1, 2)).mean(dim=(2, 3, 4))
 
+    def _apply(self, fn, recurse: bool = True):
+        """Hand each 5-D Conv3d weight to ``fn`` as its 4-D ``(O, I, kT, kH*kW)`` view, then view it back.
+
+        ``model.to(memory_format=torch.channels_last)`` (what the trainer and extraction do on CUDA) passes every
+        4-D *and* 5-D tensor to ``Tensor.to(memory_format=channels_last)``, which refuses 5-D tensors, so STMP could
+        not be moved at all. Through the 4-D view a device/dtype move is unchanged, and channels_last of the view is
+        exactly channels_last_3d (NDHWC) of the 5-D weight, the layout cuDNN's 3-D convolutions want next to
+        channels_last activations. Values, shapes and state-dict keys stay the same (so checkpoints, the
+        converter and the numerics are untouched); overriding ``_apply`` rather than ``to`` keeps this working
+        when STMP sits inside another module (DDP, a wrapper).
+        """
+        def safe(t: torch.Tensor) -> torch.Tensor:
+            if t.dim() != 5:
+                return fn(t)
+            return fn(t.flatten(3)).unflatten(3, t.shape[3:])
+        return super()._apply(safe, recurse)
+
 
 class STMPClassifier(nn.Module):
     """The classifier block on ``f`` (FC-BN-LeakyReLU-Dropout-FC, Zhong et al. 2018) and the auxiliary classifier's
@@ -188,17 +205,21 @@ class STMPNet(VideoReIDModel):
         self.img_size = tuple(img_size)
         self.fixed_input_size = self.img_size
         self.frame_chunk = frame_chunk
-        (h6, w6), (h, w) = zip(*(inception_v3_map_sizes(s) for s in self.img_size))
-        if min(h, w) < 1:
-            raise ValueError(f'img_size {self.img_size} is too small for Inception-v3 (needs at least 75x75).')
+        self.global_pool = 'stim'
+        self.aux_logits = aux_logits
+        self.backbone = timm.create_model(backbone, pretrained=pretrained_backbone, aux_logits=aux_logits,
+                                          **backbone_kwargs)
+        try:
+            sizes = stage_output_sizes(self.backbone, self.img_size)
+        except ValueError as e:
+            raise ValueError(f'img_size {self.img_size} is too small for Inception-v3 (needs at least 75x75): {e}') \
+                from None
+        (h6, w6), (h, w) = sizes[2], sizes[3]  # Mixed_6e, Mixed_7c
         if aux_logits and min(h6, w6) < 17:
             raise ValueError(
                 f'The auxiliary classifier needs Mixed_6e maps of at least 17x17, img_size {self.img_size} gives '
                 f'{h6}x{w6}: use img_size=(299, 299) or aux_logits=False.')
-        self.aux_logits = aux_logits
         self.feat_size = (h, w)
-        self.backbone = timm.create_model(backbone, pretrained=pretrained_backbone, aux_logits=aux_logits,
-                                          **backbone_kwargs)
         self.backbone.reset_classifier(0, '')
         if aux_logits:
             # the aux head's last FC is sized by num_classes: it lives in the classifier (see STMPClassifier)
@@ -215,17 +236,38 @@ class STMPNet(VideoReIDModel):
             return nn.Identity()
         return STMPClassifier(self.num_features, num_classes, aux_in_features=768 if self.aux_logits else None)
 
-    def _backbone_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B*T, 3, H, W)`` -> (Mixed_6e maps, Mixed_7c maps)."""
-        pre = self.backbone.forward_preaux(x)
-        return pre, self.backbone.forward_postaux(pre)
+    def _run_blocks(self, x: torch.Tensor, names: tuple[str, ...],
+                    intermediates: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Inception blocks ``names`` in order (Inception's own forward_preaux / forward_postaux, block by block so
+        that gradient checkpointing can recompute one block at a time)."""
+        for name in names:
+            block = getattr(self.backbone, name)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+            if intermediates is not None and name in _INTERMEDIATES:
+                intermediates[name] = x
+        return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _backbone_frames(self, x: torch.Tensor, intermediates: Optional[dict[str, torch.Tensor]] = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B*T, 3, H, W)`` -> (Mixed_6e maps, Mixed_7c maps)."""
+        pre = self._run_blocks(x, _PREAUX, intermediates)
+        return pre, self._run_blocks(pre, _POSTAUX, intermediates)
+
+    def forward_features(self, x: torch.Tensor, intermediates: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> Mixed_7c maps ``(B, T, 2048, h, w)``."""
         b, t = x.shape[:2]
         frames = x.flatten(0, 1)
-        if self.training or not self.frame_chunk or frames.shape[0] <= self.frame_chunk:
-            maps = self._backbone_frames(frames)[1]
+        # chunking depends on the number of frames, so a traced graph (torch.export / ONNX with a dynamic batch,
+        # torch.compile) runs all frames at once instead of specialising on the batch size
+        if (self.training or not self.frame_chunk or intermediates is not None or torch.compiler.is_compiling()
+                or frames.shape[0] <= self.frame_chunk):
+            named: Optional[dict[str, torch.Tensor]] = {} if intermediates is not None else None
+            maps = self._backbone_frames(frames, named)[1]
+            if intermediates is not None:
+                intermediates.extend(named[n].unflatten(0, (b, t)) for n in _INTERMEDIATES)
         else:  # eval BN is per-frame, so chunking the frames changes nothing but peak memory
             maps = torch.cat([self._backbone_frames(c)[1] for c in frames.split(self.frame_chunk)])
         return maps.unflatten(0, (b, t))

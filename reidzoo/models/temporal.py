@@ -1,11 +1,13 @@
 """Temporal pooling baselines: TP, TA and RNN over an image CNN (Gao & Nevatia 2018).
 
-These are the baselines of COSAM's Tables 2 and 4 (``../shared/seeds/003_d123749cefaa9594.txt``), built the way the
-COSAM authors' code builds them (github.com/InnovArul/vidreid_cosegmentation, ``src/models/ResNet.py``):
+These are the baselines of COSAM's Tables 2 and 4 (Subramaniam, Nambiar & Mittal, "Co-segmentation Inspired
+Attention Networks for Video-based Person Re-identification", ICCV 2019; Gao & Nevatia, "Revisiting Temporal Modeling
+for Video-based Person ReID", arXiv:1805.02104), built the way the COSAM authors' code builds them (github.com/InnovArul/vidreid_cosegmentation, ``src/models/ResNet.py``):
 
 * frames run through the backbone as a batch of images ``(B*T, 3, H, W)``;
 * ``tp`` and ``rnn`` set the last stride to 1 (16x8 maps at 256x128); ``ta`` keeps stride 2 (8x4 maps), because its
-  attention conv kernel is the whole 8x4 map;
+  attention conv kernel is the whole 8x4 map (at other frame sizes, the map the trunk really gives:
+  :func:`~reidzoo.models._backbone.stage_output_sizes`);
 * no BN neck and no embedding FC: the classifier is one linear layer on the pooled vector, which is also the
   retrieval embedding (squared Euclidean distance at test time);
 * test time averages the embeddings of consecutive 4-frame chunks of the whole tracklet (``dense`` sampling).
@@ -21,13 +23,12 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.temporal_pool import create_temporal_pool
-from ._backbone import create_backbone, forward_frames, stage_channels
+from ._backbone import create_backbone, forward_frames, stage_channels, stage_output_sizes
 from ._base import VideoReIDModel
 from ._builder import build_model_with_cfg
 from ._registry import register_model
 
 __all__ = ['TemporalPoolingNet']
-
 
 
 class TemporalPoolingNet(VideoReIDModel):
@@ -68,8 +69,10 @@ class TemporalPoolingNet(VideoReIDModel):
         self.backbone = create_backbone(backbone, pretrained=pretrained_backbone, last_stride=last_stride,
                                         **backbone_kwargs)
         self.stage_channels = stage_channels(self.backbone)
-        reduction = 32 if last_stride == 2 else 16
-        self.feat_size = (self.img_size[0] // reduction, self.img_size[1] // reduction)
+        # the trunk's real map sizes (ResNet convs pad: 224x112 gives 7x4 at stride 32, not 224//32 x 112//32 = 7x3)
+        self.stage_sizes = stage_output_sizes(self.backbone, self.img_size)
+        self.feat_size = self.stage_sizes[-1]
+        self.global_pool = aggregation
         kwargs = {'hidden_size': rnn_hidden_size} if aggregation == 'rnn' else {}
         self.aggregation = create_temporal_pool(aggregation, self.stage_channels[-1], self.feat_size, **kwargs)
         if aggregation == 'ta':
@@ -82,9 +85,10 @@ class TemporalPoolingNet(VideoReIDModel):
         """Hook on the clip maps ``(B, T, C, h, w)`` after stage ``index`` (0..3); identity here."""
         return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, intermediates: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame maps ``(B, T, C, h, w)``."""
-        return forward_frames(self.backbone, x, self.after_stage)
+        return forward_frames(self.backbone, x, self.after_stage, grad_checkpointing=self.grad_checkpointing,
+                              intermediates=intermediates)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         emb = self.aggregation(x)
