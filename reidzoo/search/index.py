@@ -78,18 +78,19 @@ def ivf_defaults(count: int) -> dict[str, int]:
     """IVF parameters for a gallery of ``count`` rows: ``nlist`` cells, ``nprobe`` cells visited per query, and the
     number of k-means training rows.
 
-    ``nlist`` ~ sqrt(count) rounded to a power of two (the usual rule: cells of ~sqrt(count) rows balance the coarse
-    quantiser's cost against the scan), at least 16 and at most 65536. ``nprobe`` = nlist/16 (at least 8) keeps
-    recall@10 >= 0.95 on clustered re-ID-like embeddings (``benchmarks/search_speed.py``). k-means trains on
-    64 rows per cell (faiss warns below 39), which keeps training of a 1M gallery to seconds.
+    ``nlist`` ~ 4 sqrt(count) rounded to a power of two (faiss's guideline is 4-16 sqrt(count)): 1024 cells for
+    100k rows, 4096 for 1M, so a cell holds a few identities' tracklets and a query's neighbours share its cells.
+    ``nprobe`` = 16 (nlist/256 above 4096 cells) reached recall@10 >= 0.95 on clustered 512-d embeddings in
+    ``benchmarks/search_speed.py``. k-means trains on 48 rows per cell (faiss warns below 39), which keeps the
+    training of a 1M gallery to about a minute on 2 cores.
     """
-    nlist = 2 ** int(round(math.log2(max(16.0, math.sqrt(max(count, 1))))))
+    nlist = 2 ** int(round(math.log2(max(16.0, 4 * math.sqrt(max(count, 1))))))
     nlist = int(min(max(nlist, 16), 65536, max(1, count // 39)))
-    return {'nlist': nlist, 'nprobe': _default_nprobe(nlist), 'train_rows': min(count, 64 * nlist)}
+    return {'nlist': nlist, 'nprobe': _default_nprobe(nlist), 'train_rows': min(count, 48 * nlist)}
 
 
 def _default_nprobe(nlist: int) -> int:
-    return max(1, min(nlist, max(8, nlist // 16)))
+    return int(min(nlist, max(16, nlist // 256)))
 
 
 def hnsw_defaults(count: int) -> dict[str, int]:
@@ -209,7 +210,7 @@ class GalleryIndex:
                 raise ValueError(f'IVF with nlist={n_cells} needs at least {n_cells} gallery rows (got {len(emb)}); '
                                  f"use kind='exact' or a smaller nlist")
             params = {'nlist': n_cells, 'nprobe': int(nprobe or _default_nprobe(n_cells)),
-                      'train_rows': min(len(emb), 64 * n_cells)}
+                      'train_rows': min(len(emb), 48 * n_cells)}
         elif kind == 'hnsw':
             d = hnsw_defaults(len(emb))
             params = {'M': int(hnsw_m or d['M']), 'ef_construction': d['ef_construction'],
@@ -340,7 +341,9 @@ class GalleryIndex:
             best_s = torch.full((len(qt), 0), 0.0)
             best_i = torch.zeros((len(qt), 0), dtype=torch.int64)
             for gs in range(0, n, g_chunk):
-                g = torch.from_numpy(np.ascontiguousarray(self.embeddings[gs:gs + g_chunk], dtype=np.float32))
+                block = np.ascontiguousarray(self.embeddings[gs:gs + g_chunk], dtype=np.float32)
+                # a memory-mapped index is read-only; torch wants writable memory, so copy just this block
+                g = torch.from_numpy(block if block.flags.writeable else block.copy())
                 s = qt @ g.t()
                 if not cosine:  # rank by -(squared L2) so one largest-k merge serves both metrics
                     s.mul_(2).sub_(q_sq).sub_(g.pow(2).sum(1))
