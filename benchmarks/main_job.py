@@ -160,10 +160,10 @@ def score(out: Path, tags: list[str], runs: dict[str, str]) -> int:
 
 def colour_histogram_row(ds_kwargs: dict) -> str:
     """The per-frame colour-histogram matcher on the same data (what appearance alone gives without learning)."""
+    from reidzoo.cli.synth import colour_histogram_baseline
     from reidzoo.data import build_dataset
-    from reidzoo.data.synthvid import colour_histogram_baseline
     ds = build_dataset('synthvid', None, **ds_kwargs)
-    r = colour_histogram_baseline(ds)
+    r = colour_histogram_baseline(ds).as_dict()
     r1, m_ap = r['rank1'], r['mAP']
     return (f'Colour-histogram matcher (no learning), same query/gallery: R1 {100 * r1:.1f}, mAP {100 * m_ap:.1f}.')
 

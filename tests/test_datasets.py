@@ -9,8 +9,6 @@ import io
 import json
 import os
 import shutil
-import sys
-import types
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -577,17 +575,26 @@ def test_prid2011_bad_inputs(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 # Registry, summary, lazy exports
 
-def test_registry_and_synthvid_dispatch(tmp_path, monkeypatch):
+def test_registry(tmp_path):
     assert list_datasets() == ['dukev', 'ilidsvid', 'lsvid', 'mars', 'prid2011', 'synthvid']
     with pytest.raises(ValueError, match='Unknown dataset'):
         build_dataset('market1501', tmp_path)
-    calls = []
-    fake = types.ModuleType('reidzoo.data.synthvid')
-    fake.build_synthvid = lambda root, **kw: calls.append((root, kw)) or 'built'
-    monkeypatch.setitem(sys.modules, 'reidzoo.data.synthvid', fake)
-    monkeypatch.setattr(reidzoo.data, 'synthvid', fake, raising=False)
-    assert build_dataset('synthvid', tmp_path, layout='mars', num_ids=3) == 'built'
-    assert calls == [(tmp_path, {'layout': 'mars', 'num_ids': 3})]
+    from reidzoo.data.dataset import register_dataset
+
+    class Wrong(VideoReIDDataset):  # a known dataset must keep the spec's default protocol
+        name, default_protocol = 'mars_copy', 'no_such_protocol'
+    with pytest.raises(ValueError, match='not one of'):
+        register_dataset(Wrong)
+    Wrong.name, Wrong.default_protocol = 'mars', 'mars_official'
+    with pytest.raises(ValueError, match='already registered'):
+        register_dataset(Wrong)
+
+
+def test_default_protocols_come_from_the_spec():
+    from reidzoo.data.dataset import _DATASETS
+    from reidzoo.spec.datasets import DATASETS
+    assert sorted(_DATASETS) == sorted(DATASETS)
+    assert {n: c.default_protocol for n, c in _DATASETS.items()} == {n: d.default_protocol for n, d in DATASETS.items()}
 
 
 def test_summary(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""SynthVID: determinism, the exact on-disk layouts (parsed end to end by the real parsers), caching, atomicity, CLI."""
+"""SynthVID: determinism, the exact on-disk layouts (parsed end to end by the real parsers), the registered dataset
+and its record, caching, atomicity, CLI and the colour-histogram reference."""
 import hashlib
 import json
 import os
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from reidzoo.data import build_dataset
+from reidzoo.data import build_dataset, list_datasets
 from reidzoo.data import synthvid
-from reidzoo.data.synthvid import LAYOUTS, MARKER, build_synthvid, colour_histogram_baseline, generate
+from reidzoo.data.dataset import DatasetError, DatasetNotFoundError, VideoReIDDataset
+from reidzoo.data.synthvid import LAYOUTS, MARKER, SynthVID, build_synthvid, generate, layouts, read_record
 
 TINY = dict(num_ids=8, frame_size=(32, 16), lengths=(2, 6, 3))
 
@@ -178,7 +180,7 @@ def test_build_synthvid_caches_and_is_atomic(tmp_path, monkeypatch):
 
     # a generation killed half-way leaves nothing in the cache
     calls = {'n': 0}
-    real_write = synthvid._Builder.write
+    real_write = layouts._Builder.write
 
     def failing_write(self, frames, paths):
         calls['n'] += 1
@@ -186,14 +188,14 @@ def test_build_synthvid_caches_and_is_atomic(tmp_path, monkeypatch):
             raise KeyboardInterrupt('killed')
         return real_write(self, frames, paths)
 
-    monkeypatch.setattr(synthvid._Builder, 'write', failing_write)
+    monkeypatch.setattr(layouts._Builder, 'write', failing_write)
     with pytest.raises(KeyboardInterrupt):
         build_synthvid(layout='prid2011', **TINY)
     assert not cache.exists() or os.listdir(cache) == []
-    monkeypatch.setattr(synthvid._Builder, 'write', real_write)
+    monkeypatch.setattr(layouts._Builder, 'write', real_write)
 
     # a temp folder left by a process that died without cleaning up is removed on the next use
-    target = 'prid2011-' + synthvid._params_hash(synthvid._params('prid2011', 8, 0, (32, 16), (2, 6, 3)))
+    target = 'prid2011-' + layouts._params_hash(layouts._params('prid2011', 8, 0, (32, 16), (2, 6, 3)))
     stale = cache / f'.{target}.tmp-999999999-x'
     stale.mkdir(parents=True)
     unrelated = cache / '.other.tmp-999999999-x'
@@ -204,7 +206,7 @@ def test_build_synthvid_caches_and_is_atomic(tmp_path, monkeypatch):
     unrelated.rmdir()
     entries = os.listdir(cache)
     # the second call reuses the cache without generating
-    monkeypatch.setattr(synthvid, 'generate', lambda *a, **k: pytest.fail('regenerated a cached dataset'))
+    monkeypatch.setattr(synthvid.dataset, 'generate', lambda *a, **k: pytest.fail('regenerated a cached dataset'))
     again = build_dataset('synthvid', None, layout='prid2011', **TINY)
     assert [t.frames for t in again.query] == [t.frames for t in ds.query]
     with pytest.raises(ValueError, match='not the requested'):
@@ -232,8 +234,76 @@ def test_cli(tmp_path, capsys):
 
 
 def test_colour_histogram_baseline(generated):
-    ds = build_dataset('mars', generated['mars'])
+    from reidzoo.cli.synth import colour_histogram_baseline
+    from reidzoo.data.synthvid import colour_histogram_features
+    ds = build_dataset('synthvid', generated['mars'])
     r = colour_histogram_baseline(ds)
-    assert 0 <= r['rank1'] <= r['rank5'] <= 1 and 0 < r['mAP'] <= 1
-    assert r['num_valid_queries'] > 0 and len(r['cmc']) >= 5
+    assert r.protocol == 'synthvid_standard' and r.num_valid_queries > 0
+    d = r.as_dict()
+    assert 0 <= d['rank1'] <= d['rank5'] <= d['rank10'] <= 1 and 0 < d['mAP'] <= 1
+    # the Euclidean distance of the features is sqrt(2) x the Hellinger distance of the mean histograms
+    f = colour_histogram_features(ds.query[:2])
+    h = f ** 2
+    assert np.allclose(h.sum(1), 1)
+    hellinger = np.sqrt(0.5 * ((np.sqrt(h[0]) - np.sqrt(h[1])) ** 2).sum())
+    assert np.isclose(np.linalg.norm(f[0] - f[1]), np.sqrt(2) * hellinger)
+    # the same ranking as the reference: rank-5 is cmc[4] of the protocol's own evaluation, not a re-sliced copy
+    assert d['rank5'] == r.cmc[4]
+
+
+def test_synthvid_is_a_registered_dataset(generated):
+    """build_dataset has no special case: SynthVID is a VideoReIDDataset subclass in the registry."""
+    import ast
+    import inspect
+    import textwrap
+    from reidzoo.data import dataset as dataset_module
+    assert 'synthvid' in list_datasets() and issubclass(SynthVID, VideoReIDDataset)
+    assert dataset_module._DATASETS['synthvid'] is SynthVID
+    code = ast.parse(textwrap.dedent(inspect.getsource(dataset_module.build_dataset))).body[0].body[1:]  # no docstring
+    assert 'synthvid' not in ''.join(ast.unparse(node) for node in code).lower()
+    ds = build_dataset('synthvid', generated['dukev'])  # no generation arguments: read from the folder's record
+    assert type(ds) is SynthVID and ds.name == 'synthvid' and ds.default_protocol == 'synthvid_standard'
+    assert ds.layout == 'dukev' and ds.record.seed == 0 and ds.record.frame_size == (32, 16)
+    parsed = build_dataset('dukev', generated['dukev'])
+    assert ds.query == parsed.query and ds.gallery == parsed.gallery and ds.train == parsed.train
+    assert 'SynthVID dukev layout, 8 ids, seed 0, 32x16 frames' in ds.summary()
+    # nothing is patched onto the layout parser's dataset
+    assert not hasattr(parsed, 'layout') and parsed.name == 'dukev'
+    # split datasets pass their split on to the layout's parser
+    ilids = build_dataset('synthvid', generated['ilidsvid'], split_id=3)
+    assert [t.frames for t in ilids.query] == [t.frames for t in build_dataset('ilidsvid', generated['ilidsvid'],
+                                                                               split_id=3).query]
+
+
+def test_read_record(generated, tmp_path):
+    rec = read_record(generated['mars'])
+    assert (rec.layout, rec.num_ids, rec.seed, rec.frame_size, rec.lengths) == ('mars', 8, 0, (32, 16), (2, 6, 3.))
+    assert rec.counts['frames'] > 0 and rec.root == os.path.abspath(generated['mars'])
+    assert rec.params() == {'layout': 'mars', 'num_ids': 8, 'seed': 0, 'frame_size': [32, 16], 'lengths': [2, 6, 3.]}
+    with pytest.raises(DatasetNotFoundError, match='reidzoo synth'):
+        read_record(tmp_path)
+    (tmp_path / MARKER).write_text('{"params": {}}')
+    with pytest.raises(DatasetError, match='not a valid SynthVID record'):
+        read_record(tmp_path)
+
+
+def test_existing_folder_arguments(generated, tmp_path):
+    root = generated['mars']
+    assert build_dataset('synthvid', root, layout='mars', seed=0).record.num_ids == 8  # agreeing arguments are fine
+    with pytest.raises(ValueError, match='not the requested'):
+        build_dataset('synthvid', root, seed=1)
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'file.txt').write_text('not synthvid')
+    with pytest.raises(DatasetError, match='not a SynthVID folder'):
+        build_dataset('synthvid', tmp_path / 'other')
+    new = build_dataset('synthvid', tmp_path / 'new', layout='prid2011', **TINY)  # a new folder is generated
+    assert new.layout == 'prid2011' and read_record(tmp_path / 'new').num_ids == 8
+
+
+def test_cli_refuses_existing_folder_in_one_line(generated, capsys):
+    from reidzoo.cli import main
+    assert main(['synth', '--layout', 'mars', '--out', str(generated['mars'])]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and err.startswith('reidzoo synth: error: ') and 'Traceback' not in err
+    assert 'already exists' in err and 'SynthVID mars layout, 8 ids, seed 0' in err
 

@@ -254,9 +254,9 @@ def test_trained_model_beats_the_colour_histogram_matcher(trained, synth_root):
     """SynthVID is learnable but not trivial: appearance statistics alone (a per-frame colour histogram) score well
     below a small model trained for ~20 s on the same query/gallery."""
     from reidzoo.data import build_dataset
-    from reidzoo.data.synthvid import colour_histogram_baseline
+    from reidzoo.cli.synth import colour_histogram_baseline
     result, _, _ = trained
     histogram = colour_histogram_baseline(build_dataset('synthvid', synth_root, layout='mars', num_ids=SYNTH_IDS,
-                                                        seed=0, frame_size=(64, 32)))
+                                                        seed=0, frame_size=(64, 32))).as_dict()
     assert result.metrics['mAP'] >= histogram['mAP'] + 0.1, (histogram, result.metrics)
     assert result.metrics['rank1'] > histogram['rank1']

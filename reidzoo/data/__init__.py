@@ -10,11 +10,13 @@ from .dataset import (
     DatasetError, DatasetFormatError, DatasetNotFoundError, Tracklet, VideoReIDDataset, build_dataset, list_datasets,
     register_dataset,
 )
+# importing the parsers registers them with build_dataset (the registry is in .dataset, which they import)
 from .datasets import DukeMTMCVideoReID, ILIDSVID, LSVID, Mars, PRID2011, load_prid2011_splits
+from .synthvid import SynthVID, build_synthvid, read_record
 
 # The loading pipeline lives in modules imported on first use (they pull in torch and friends); their public names are
 # re-exported lazily so that ``from reidzoo.data import <name>`` works for every one of them.
-_LAZY_MODULES = ('sampling', 'transforms', 'video_dataset', 'samplers', 'synthvid', 'io')
+_LAZY_MODULES = ('sampling', 'transforms', 'video_dataset', 'samplers', 'io')
 
 
 def _lazy_module(module: str):

@@ -3,8 +3,9 @@
 Every parser (``reidzoo/data/datasets/*.py``) turns one on-disk release into three lists of :class:`Tracklet`:
 ``train`` (pids relabelled ``0..N-1`` in sorted order), ``query`` and ``gallery`` (raw pids; iLIDS-VID and PRID-2011
 relabel within the test split), plus ``junk`` (MARS pid -1 test tracklets, which the official protocol needs).
-Camera ids are 0-based and frames are sorted numerically. The layouts, protocols and counts follow
-``design/datasets.md``; the structure follows torchreid's ``torchreid/data/datasets/video`` classes.
+Camera ids are 0-based and frames are sorted numerically. Each parser's module docstring describes its release's
+layout and official counts; the structure follows torchreid's ``torchreid/data/datasets/video`` classes. Which
+datasets exist and which protocol scores each is stated once, in :mod:`reidzoo.spec.datasets`.
 
 Nothing is ever downloaded: several releases carry licence conditions (DukeMTMC was retracted by its authors,
 LS-VID needs a signed agreement), so a missing dataset raises :class:`DatasetNotFoundError` saying where to get it.
@@ -16,15 +17,13 @@ import re
 import warnings
 from typing import Any, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
+from ..spec.datasets import DATASETS, PROTOCOLS
+
 __all__ = [
     'Tracklet', 'VideoReIDDataset', 'DatasetError', 'DatasetNotFoundError', 'DatasetFormatError',
     'build_dataset', 'list_datasets', 'register_dataset',
 ]
 
-PROTOCOLS = (
-    'mars_official', 'mars_torchreid', 'mars_query_in_gallery', 'lsvid_official', 'dukev_standard',
-    'ilidsvid_10split', 'prid2011_10split', 'synthvid_standard',
-)
 
 
 class Tracklet(NamedTuple):
@@ -268,28 +267,30 @@ class VideoReIDDataset:
 
 
 _DATASETS: dict[str, type[VideoReIDDataset]] = {}
-_SYNTHETIC = 'synthvid'
 _T = TypeVar('_T', bound=type)
 
 
 def register_dataset(cls: _T) -> _T:
-    """Class decorator adding a :class:`VideoReIDDataset` subclass to the registry under ``cls.name``."""
-    if not cls.name or cls.name in _DATASETS or cls.name == _SYNTHETIC:
+    """Class decorator adding a :class:`VideoReIDDataset` subclass to the registry under ``cls.name``.
+
+    A dataset the spec layer knows (:data:`reidzoo.spec.datasets.DATASETS`) must keep the spec's default protocol;
+    a new one may use any protocol of :data:`reidzoo.spec.datasets.PROTOCOLS`.
+    """
+    if not cls.name or cls.name in _DATASETS:
         raise ValueError(f'Dataset name {cls.name!r} is empty or already registered.')
     if cls.default_protocol not in PROTOCOLS:
-        raise ValueError(f'{cls.__name__}.default_protocol {cls.default_protocol!r} is not one of {PROTOCOLS}.')
+        raise ValueError(f'{cls.__name__}.default_protocol {cls.default_protocol!r} is not one of {list(PROTOCOLS)}.')
+    spec = DATASETS.get(cls.name)
+    if spec is not None and cls.default_protocol != spec.default_protocol:
+        raise ValueError(f'{cls.__name__}.default_protocol is {cls.default_protocol!r} but reidzoo.spec.datasets '
+                         f'says {cls.name!r} defaults to {spec.default_protocol!r}; change one of them.')
     _DATASETS[cls.name] = cls
     return cls
 
 
-def _ensure_registered() -> None:
-    from . import datasets  # noqa: F401  (importing the package registers the parsers)
-
-
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`build_dataset`."""
-    _ensure_registered()
-    return sorted([*_DATASETS, _SYNTHETIC])
+    """Names accepted by :func:`build_dataset` (the package ``reidzoo.data`` registers its parsers on import)."""
+    return sorted(_DATASETS)
 
 
 def build_dataset(name: str, root: str | os.PathLike, **kwargs: Any) -> VideoReIDDataset:
@@ -298,17 +299,14 @@ def build_dataset(name: str, root: str | os.PathLike, **kwargs: Any) -> VideoReI
     Args:
         name: one of :func:`list_datasets` (``'mars'``, ``'dukev'``, ``'lsvid'``, ``'ilidsvid'``, ``'prid2011'``,
             ``'synthvid'``).
-        root: folder holding the dataset; for ``'synthvid'`` the folder of the generated data.
+        root: folder holding the dataset; for ``'synthvid'`` a generated folder (its parameters are read from it), a
+            new folder to generate into, or ``None`` for the cache.
         **kwargs: parser options, e.g. ``check_frames=True``, ``split_id=3`` (iLIDS-VID, PRID-2011),
-            ``split_file=...`` (iLIDS-VID, PRID-2011), ``layout='mars'`` (synthvid).
+            ``split_file=...`` (iLIDS-VID, PRID-2011), ``layout='mars'``, ``seed=0`` (synthvid, when generating).
 
     Returns:
         The dataset, with ``train`` / ``query`` / ``gallery`` / ``junk`` lists of :class:`Tracklet`.
     """
-    if name == _SYNTHETIC:
-        from .synthvid import build_synthvid  # written on demand by the synthetic generator
-        return build_synthvid(root, **kwargs)
-    _ensure_registered()
     if name not in _DATASETS:
         raise ValueError(f'Unknown dataset {name!r}; available: {list_datasets()}.')
     return _DATASETS[name](root, **kwargs)

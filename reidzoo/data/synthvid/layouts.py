@@ -1,20 +1,13 @@
-"""SynthVID: a procedurally generated video re-ID benchmark, written in the exact on-disk layout of a real one.
+"""SynthVID's layout writers: :func:`generate` writes the rendered tracklets in the exact on-disk layout of a real
+benchmark, and :func:`read_record` reads back what a generated folder holds.
 
-Every identity is an appearance (shirt and trouser colours from a shared palette, shirt pattern, sleeves, shorts,
-hair, an accessory: backpack, handbag or hat; body height and build) rendered as a walking figure (legs and arms swing
-with the gait phase) seen by several cameras. Cameras differ in background, colour cast, gamma, saturation, noise and
-blur; tracklets add detector jitter (per-frame box shift/scale, occasional bad boxes), a front/back/side view that
-changes what is visible (a backpack hides the shirt from behind), and partial occlusions (poles the walker passes,
-low obstacles). Identities share palette colours and cameras share nothing, so a per-frame colour-histogram matcher
-(:func:`colour_histogram_baseline`) is clearly imperfect, while a trained model can learn the identities.
-
-:func:`generate` writes the data as MARS, DukeMTMC-VideoReID, LS-VID, iLIDS-VID or PRID-2011 (``design/datasets.md``
-§2-6, §11: CRLF name files, MATLAB v5 ``.mat`` files, LS-VID's HDF5 ``info_test.mat``, split files, MARS ``00-1`` junk
-and ``0000`` distractor folders, Duke-V ``D`` distractor frames and gallery copies of the queries, ...), so the
-regular parser of that dataset reads it and every part of the pipeline can be exercised without the real data.
-:func:`build_synthvid` generates on first use into a cache and parses it. Everything is deterministic given the seed.
-
-    $ reidzoo synth --layout mars --out /tmp/synth-mars --num-ids 100 --seed 0
+Layouts: MARS (``bbox_{train,test}`` folders, CRLF name lists, MATLAB v5 ``.mat`` tables, ``00-1`` junk and ``0000``
+distractor folders, uint16 query indices), DukeMTMC-VideoReID (``D`` distractor frames, gallery copies of the
+queries), LS-VID (list files and the HDF5 / MATLAB v7.3 ``info_test.mat``), iLIDS-VID (``ls_set`` split matrix) and
+PRID-2011 (``splits_prid2011.json``). The regular parser of each dataset reads the result, so every part of the
+pipeline can be exercised without the real data. The folder's record, ``synthvid.json``, is written last: its
+presence means the folder is complete, and it holds the generation parameters, so a folder can be parsed again
+without repeating them (``build_dataset('synthvid', root)``).
 """
 from __future__ import annotations
 
@@ -30,284 +23,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .._atomic import fsync_dir
+from ..._atomic import fsync_dir
+from ..dataset import DatasetFormatError, DatasetNotFoundError
+from .render import Camera, Identity, render_tracklet
 
-__all__ = ['LAYOUTS', 'Identity', 'Camera', 'generate', 'build_synthvid', 'synthvid_cache_dir',
-           'colour_histogram_baseline', 'render_tracklet']
+__all__ = ['GENERATOR_VERSION', 'MARKER', 'LAYOUTS', 'SynthVIDRecord', 'generate', 'read_record']
 
 GENERATOR_VERSION = 1
 MARKER = 'synthvid.json'  # written last: its presence means the folder is complete
-
-# --------------------------------------------------------------------------------------------------------------------
-# Appearance
-# --------------------------------------------------------------------------------------------------------------------
-PALETTE = {
-    'black': (25, 25, 28), 'white': (235, 235, 230), 'grey': (128, 128, 128), 'darkgrey': (70, 70, 75),
-    'navy': (30, 40, 90), 'blue': (50, 90, 190), 'lightblue': (130, 170, 220), 'denim': (60, 80, 120),
-    'red': (190, 35, 35), 'maroon': (110, 25, 35), 'green': (40, 130, 60), 'olive': (100, 110, 50),
-    'yellow': (225, 200, 50), 'orange': (230, 120, 30), 'brown': (110, 70, 40), 'beige': (200, 180, 140),
-    'pink': (230, 140, 170), 'purple': (110, 50, 140), 'teal': (30, 130, 130),
-}
-_TOPS = [c for c in PALETTE if c != 'denim']
-_BOTTOMS = {'black': 5, 'denim': 5, 'navy': 3, 'darkgrey': 3, 'grey': 2, 'beige': 2, 'brown': 2, 'olive': 1,
-            'white': 1, 'blue': 1, 'red': 0.5, 'green': 0.5}
-_SKINS = [(235, 200, 170), (210, 165, 125), (170, 120, 85), (110, 75, 50)]
-_HAIRS = [(20, 15, 10), (70, 45, 25), (150, 110, 60), (200, 180, 120), (160, 160, 160)]
-_MUTED = ['grey', 'darkgrey', 'beige', 'brown', 'white', 'olive', 'denim', 'black']
-PATTERNS = ('plain', 'hstripes', 'vstripes', 'band', 'logo')
-ACCESSORIES = ('none', 'backpack', 'handbag', 'hat')
-
-
-def _colour(rng: np.random.Generator, name: str, jitter: float = 10.) -> np.ndarray:
-    return np.clip(np.asarray(PALETTE[name], np.float32) + rng.normal(0, jitter, 3), 0, 255).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The appearance that defines one synthetic person (colours are float RGB in 0..255)."""
-    shirt: np.ndarray
-    shirt2: np.ndarray  # secondary colour of the pattern
-    pattern: str
-    stripe_period: float  # in body heights
-    long_sleeves: bool
-    trousers: np.ndarray
-    shorts: bool
-    shoes: np.ndarray
-    skin: np.ndarray
-    hair: np.ndarray
-    accessory: str
-    accessory_colour: np.ndarray
-    height: float  # fraction of the frame height the box-centred figure fills
-    build: float  # width multiplier
-
-    @classmethod
-    def sample(cls, seed: int, index: int) -> 'Identity':
-        """Identity ``index`` of the seed's population (independent of how many identities are drawn)."""
-        rng = np.random.default_rng([seed, 0, index])
-        top, top2 = rng.choice(len(_TOPS), 2, replace=False)
-        bottoms, weights = list(_BOTTOMS), np.asarray(list(_BOTTOMS.values()))
-        bottom = bottoms[rng.choice(len(bottoms), p=weights / weights.sum())]
-        return cls(
-            shirt=_colour(rng, _TOPS[top]), shirt2=_colour(rng, _TOPS[top2]),
-            pattern=PATTERNS[rng.choice(len(PATTERNS), p=[0.4, 0.2, 0.15, 0.15, 0.1])],
-            stripe_period=float(rng.uniform(0.05, 0.1)), long_sleeves=bool(rng.random() < 0.5),
-            trousers=_colour(rng, bottom), shorts=bool(rng.random() < 0.15),
-            shoes=_colour(rng, ['black', 'white', 'brown', 'darkgrey'][rng.integers(4)], 8),
-            skin=np.asarray(_SKINS[rng.integers(len(_SKINS))], np.float32),
-            hair=np.asarray(_HAIRS[rng.integers(len(_HAIRS))], np.float32),
-            accessory=ACCESSORIES[rng.choice(len(ACCESSORIES), p=[0.4, 0.25, 0.2, 0.15])],
-            accessory_colour=_colour(rng, _TOPS[rng.integers(len(_TOPS))]),
-            height=float(rng.uniform(0.78, 0.94)), build=float(rng.uniform(0.85, 1.2)))
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Per-camera imaging: colour cast, gamma, saturation, noise, blur, and a background panorama."""
-    index: int
-    gain: np.ndarray
-    offset: np.ndarray
-    gamma: float
-    saturation: float
-    noise: float
-    blur_prob: float
-    seed: int
-
-    @classmethod
-    def sample(cls, seed: int, index: int) -> 'Camera':
-        rng = np.random.default_rng([seed, 2, index])
-        return cls(index=index, gain=rng.uniform(0.8, 1.2, 3).astype(np.float32),
-                   offset=rng.uniform(-15, 15, 3).astype(np.float32), gamma=float(rng.uniform(0.85, 1.2)),
-                   saturation=float(rng.uniform(0.7, 1.15)), noise=float(rng.uniform(2, 8)),
-                   blur_prob=float(rng.uniform(0, 0.4)), seed=seed)
-
-    def background(self, size: tuple[int, int]) -> np.ndarray:
-        """A ``(H, 8W, 3)`` float panorama the walkers move across: wall, floor and clutter."""
-        height, width = size
-        rng = np.random.default_rng([self.seed, 3, self.index])
-        pan_w = 8 * width
-        names = list(PALETTE)
-        # muted walls and floors; the colourful clutter is smaller, so the person dominates a tight box
-        wall, floor = (_colour(rng, _MUTED[i], 25) for i in rng.choice(len(_MUTED), 2, replace=False))
-        pano = np.empty((height, pan_w, 3), np.float32)
-        horizon = int(height * rng.uniform(0.55, 0.8))
-        pano[:horizon], pano[horizon:] = wall, floor
-        yy, xx = np.mgrid[0:height, 0:pan_w]
-        for _ in range(int(rng.integers(5, 12))):  # windows, doors, signs, parked things
-            y0, x0 = rng.integers(0, height), rng.integers(0, pan_w)
-            h, w = rng.integers(height // 10, height // 3), rng.integers(width // 8, width // 2)
-            mask = (yy >= y0) & (yy < y0 + h) & (((xx - x0) % pan_w) < w)
-            pano[mask] = _colour(rng, names[rng.integers(len(names))], 25)
-        texture = rng.normal(0, 8, (height, pan_w, 1)).astype(np.float32)
-        return np.clip(pano + texture, 0, 255)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Rendering (vectorised over the frames of a tracklet)
-# --------------------------------------------------------------------------------------------------------------------
-def _segment(u, v, p0, p1):
-    """Distance of every pixel (u, v) to the segment p0-p1 (per-frame endpoints), and the position t along it."""
-    ex, ey = p1[0] - p0[0], p1[1] - p0[1]
-    du, dv = u - p0[0], v - p0[1]
-    t = np.clip((du * ex + dv * ey) / (ex * ex + ey * ey + 1e-9), 0, 1)
-    return np.sqrt((du - t * ex) ** 2 + (dv - t * ey) ** 2), t
-
-
-def _paint(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
-    """In place: img (F, H, W, 3), mask (F, H, W), colour (3,) or (F, H, W, 3)."""
-    if colour.ndim == 1:
-        img[mask] = colour
-    else:
-        img[mask] = colour[mask]
-
-
-def render_tracklet(
-        identity: Optional[Identity],
-        camera: Camera,
-        num_frames: int,
-        rng: np.random.Generator,
-        size: tuple[int, int] = (64, 32),
-        background: Optional[np.ndarray] = None,
-        kind: str = 'person',
-) -> np.ndarray:
-    """Render one tracklet as ``(num_frames, H, W, 3)`` uint8 frames.
-
-    Args:
-        identity: Who walks (``None`` for background-only false detections).
-        camera: The camera that sees it.
-        num_frames: Number of frames.
-        rng: Source of the tracklet's own randomness (motion, jitter, occlusion, noise).
-        size: Frame ``(H, W)``.
-        background: The camera's panorama (``camera.background(size)``), passed in to reuse it.
-        kind: ``'person'``, ``'partial'`` (badly cut box: a distractor) or ``'junk'`` (background, blurred).
-    """
-    height, width = size
-    n = int(num_frames)
-    bg = camera.background(size) if background is None else background
-    pan_w = bg.shape[1]
-    frames = np.arange(n, dtype=np.float32)
-    direction = float(rng.choice([-1., 1.]))
-    # the walker stays centred in its box while the background slides past
-    slide = rng.uniform(0.3, 1.5) * width / 32 * direction
-    x0 = int(rng.integers(pan_w))
-    cols = (x0 + np.round(frames[:, None] * slide).astype(np.int64) + np.arange(width)[None]) % pan_w  # (F, W)
-    img = bg[:, cols].transpose(1, 0, 2, 3).copy()  # (F, H, W, 3)
-
-    if identity is not None and kind != 'junk':
-        _draw_person(img, identity, rng, n, size, kind)
-    _occlude(img, rng, cols, pan_w, size)
-
-    # imaging: tracklet illumination, camera colour cast, saturation, gamma, blur, noise
-    img *= rng.uniform(0.8, 1.15)
-    img = img * camera.gain + camera.offset
-    grey = img.mean(-1, keepdims=True)
-    img = grey + camera.saturation * (img - grey)
-    img = 255. * (np.clip(img, 0, 255) / 255.) ** camera.gamma
-    blurred = rng.random(n) < (1. if kind == 'junk' else camera.blur_prob)
-    if blurred.any():
-        sel = img[blurred]
-        img[blurred] = (sel + np.roll(sel, 1, axis=2) + np.roll(sel, -1, axis=2) + np.roll(sel, 1, axis=1)) / 4
-    img += rng.normal(0, camera.noise, img.shape).astype(np.float32)
-    return np.clip(np.round(img), 0, 255).astype(np.uint8)
-
-
-def _draw_person(img: np.ndarray, ident: Identity, rng: np.random.Generator, n: int, size: tuple[int, int],
-                 kind: str) -> None:
-    height, width = size
-    view = ('front', 'back', 'side')[rng.choice(3, p=[0.3, 0.3, 0.4])]
-    mirror = float(rng.choice([-1., 1.]))
-    phase = rng.uniform(0, 2 * np.pi) + np.arange(n) * rng.uniform(0.6, 1.2)
-    # detector jitter: per-frame box scale/shift around a slowly drifting centre, and occasional bad boxes
-    scale = ident.height * np.exp(rng.normal(0, 0.04, n))
-    cx = width / 2 + np.cumsum(rng.normal(0, 0.02 * width, n)) + rng.normal(0, 0.04 * width, n)
-    top = (1 - scale) * height / 2 + rng.normal(0, 0.025 * height, n)
-    bad = rng.random(n) < 0.04
-    cx[bad] += rng.choice([-1., 1.], bad.sum()) * 0.25 * width
-    if kind == 'partial':  # a false or badly cut detection: a person much too big and off-centre
-        scale = scale * rng.uniform(1.4, 2.0)
-        cx = cx + rng.choice([-1., 1.]) * rng.uniform(0.25, 0.5) * width
-        top = top - rng.uniform(0.1, 0.6) * height
-    hpx = (scale * height)[:, None, None]
-    v = (np.arange(height)[None, :, None] + 0.5 - top[:, None, None]) / hpx
-    u = (np.arange(width)[None, None, :] + 0.5 - cx[:, None, None]) / hpx * mirror
-    b = ident.build
-    side = view == 'side'
-    swing = 0.38 if side else 0.14
-    sin = np.sin(phase)
-
-    def limb(root_u: float, root_v: float, length: float, angle: np.ndarray):
-        p0 = (root_u, root_v)
-        p1 = ((root_u + length * np.sin(angle))[:, None, None], (root_v + length * np.cos(angle))[:, None, None])
-        return _segment(u, v, p0, p1)
-
-    def arm(sign: float) -> None:
-        d, t = limb(0. if side else sign * 0.16 * b, 0.2, 0.3, -sign * swing * sin if not side else -sign * 0.45 * sin)
-        mask = d < 0.038 * b
-        sleeve = t < (0.85 if ident.long_sleeves else 0.35)
-        _paint(img, mask & sleeve, ident.shirt)
-        _paint(img, mask & ~sleeve, ident.skin)
-
-    if side:
-        arm(-1.)  # the far arm is hidden behind the torso
-    for sign in (-1., 1.):  # legs
-        d, t = limb(0. if side else sign * 0.06 * b, 0.52, 0.46, sign * swing * sin)
-        mask = d < 0.052 * b
-        shoe, skin = t > 0.9, (t > 0.45) & (t <= 0.9) if ident.shorts else np.zeros_like(t, bool)
-        _paint(img, mask & ~shoe & ~skin, ident.trousers)
-        _paint(img, mask & skin, ident.skin)
-        _paint(img, mask & shoe, ident.shoes)
-    # torso: a trapezoid, narrower seen from the side, with the identity's pattern
-    half = (0.155 - 0.035 * np.clip((v - 0.17) / 0.38, 0, 1)) * b * (0.65 if side else 1.)
-    torso = (v >= 0.17) & (v <= 0.56) & (np.abs(u) <= half)
-    if ident.pattern == 'plain':
-        _paint(img, torso, ident.shirt)
-    else:
-        if ident.pattern == 'hstripes':
-            second = np.floor(v / ident.stripe_period) % 2 == 1
-        elif ident.pattern == 'vstripes':
-            second = np.floor(u / ident.stripe_period) % 2 == 1
-        elif ident.pattern == 'band':
-            second = (v > 0.3) & (v < 0.4)
-        else:  # logo on the chest, only seen from the front
-            second = (np.abs(u) < 0.04 * b) & (v > 0.24) & (v < 0.33) & (view == 'front')
-        _paint(img, torso & ~second, ident.shirt)
-        _paint(img, torso & second, ident.shirt2)
-    acc, colour = ident.accessory, ident.accessory_colour
-    if acc == 'backpack':
-        if view == 'back':
-            _paint(img, (np.abs(u) < 0.1 * b) & (v > 0.2) & (v < 0.47), colour)
-        elif view == 'front':
-            _paint(img, (np.abs(np.abs(u) - 0.075 * b) < 0.016) & (v > 0.17) & (v < 0.42), colour)
-        else:
-            _paint(img, (u < -0.08 * b) & (u > -0.18 * b) & (v > 0.2) & (v < 0.47), colour)
-    arm(1.)
-    if not side:
-        arm(-1.)
-    if acc == 'handbag':
-        bag_u = 0. if side else 0.21 * b
-        _paint(img, (np.abs(u - bag_u) < 0.05 * b) & (v > 0.44) & (v < 0.58), colour)
-    # head and hair; from behind the head is all hair
-    head = ((u / (0.065 * b)) ** 2 + ((v - 0.09) / 0.075) ** 2) <= 1
-    _paint(img, head & ((v < 0.06) | (view == 'back')), ident.hair)
-    _paint(img, head & ~((v < 0.06) | (view == 'back')), ident.skin)
-    if acc == 'hat':
-        _paint(img, ((np.abs(u) < 0.07 * b) & (v > 0.0) & (v < 0.05)) | ((np.abs(u) < 0.095 * b) & (v >= 0.05)
-                                                                         & (v < 0.065)), colour)
-
-
-def _occlude(img: np.ndarray, rng: np.random.Generator, cols: np.ndarray, pan_w: int, size: tuple[int, int]) -> None:
-    height, width = size
-    n = len(img)
-    names = list(PALETTE)
-    if rng.random() < 0.3:  # a pole fixed in the scene, which the walker passes
-        px, pw = int(rng.integers(pan_w)), max(1, int(width * rng.uniform(0.12, 0.3)))
-        pole = ((cols - px) % pan_w) < pw  # (F, W)
-        img[np.broadcast_to(pole[:, None, :], img.shape[:3])] = _colour(rng, names[rng.integers(len(names))], 20)
-    if rng.random() < 0.25 and n > 1:  # a low obstacle hiding the legs during part of the tracklet
-        f0 = int(rng.integers(n))
-        f1 = min(n, f0 + max(1, int(n * rng.uniform(0.3, 0.7))))
-        y0 = int(height * rng.uniform(0.55, 0.8))
-        img[f0:f1, y0:] = _colour(rng, names[rng.integers(len(names))], 20)
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Layouts
@@ -643,7 +366,14 @@ def generate(
     params = _params(layout, num_ids, seed, frame_size, lengths)
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
-        raise FileExistsError(f'{root} already exists and is not an empty folder; choose a new --out folder.')
+        held = ''
+        if os.path.isfile(os.path.join(root, MARKER)):
+            try:
+                held = f' (it holds {read_record(root).describe()}: use it as it is, e.g. `reidzoo benchmark ' \
+                       f'--dataset synthvid --root {root}`)'
+            except DatasetFormatError:
+                pass
+        raise FileExistsError(f'{root} already exists and is not an empty folder{held}; choose a new --out folder.')
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(root)}.tmp-{os.getpid()}-', dir=parent)
@@ -685,91 +415,63 @@ def _remove_stale_tmp(root: str) -> None:
             pass
 
 
-def synthvid_cache_dir() -> str:
-    """``$REIDZOO_CACHE/synthvid``, else ``$XDG_CACHE_HOME/reidzoo/synthvid``, else ``~/.cache/reidzoo/synthvid``."""
-    base = os.environ.get('REIDZOO_CACHE') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'reidzoo')
-    return os.path.join(base, 'synthvid')
+@dataclass(frozen=True)
+class SynthVIDRecord:
+    """What a generated SynthVID folder holds, read from its ``synthvid.json``.
 
-
-def build_synthvid(
-        root: Optional[str | os.PathLike] = None,
-        layout: str = 'mars',
-        num_ids: Optional[int] = None,
-        seed: int = 0,
-        frame_size: Sequence[int] = (64, 32),
-        lengths: Optional[Sequence[float]] = None,
-        **parser_kwargs: Any,
-):
-    """SynthVID as a parsed dataset, generating it first if needed.
-
-    Args:
-        root: Folder of the data. ``None``: ``<cache>/<layout>-<hash of the parameters>`` (see
-            :func:`synthvid_cache_dir`). An empty or missing folder is generated; a generated one is reused if its
-            parameters match.
-        layout, num_ids, seed, frame_size, lengths: See :func:`generate`.
-        **parser_kwargs: Passed to the layout's parser (e.g. ``split_id=3`` for ``ilidsvid``/``prid2011``).
-
-    Returns:
-        The layout parser's dataset, with ``name='synthvid'``, ``layout`` and ``default_protocol``
-        ``'synthvid_standard'`` (the parser's own is kept as ``layout_protocol``).
+    Attributes:
+        root: the folder (absolute).
+        layout: the real dataset whose on-disk layout it imitates (``'mars'``, ``'dukev'``, ...).
+        num_ids, seed, frame_size, lengths: the generation parameters (see :func:`generate`).
+        version: generator version that wrote it.
+        counts: tracklet / frame counts written, per subset.
+        seconds: generation time.
     """
-    params = _params(layout, num_ids, seed, frame_size, lengths)
-    if root is None:
-        root = os.path.join(synthvid_cache_dir(), f'{layout}-{_params_hash(params)}')
+    root: str
+    layout: str
+    num_ids: int
+    seed: int
+    frame_size: tuple[int, int]
+    lengths: tuple[int, int, float]
+    version: int
+    counts: dict[str, Any]
+    seconds: float
+
+    def params(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`generate` that reproduce this folder (plus ``layout``)."""
+        return {'layout': self.layout, 'num_ids': self.num_ids, 'seed': self.seed,
+                'frame_size': list(self.frame_size), 'lengths': list(self.lengths)}
+
+    def describe(self) -> str:
+        """One line for logs and reports, e.g. ``SynthVID mars layout, 48 ids, seed 0, 64x32 frames``."""
+        h, w = self.frame_size
+        return f'SynthVID {self.layout} layout, {self.num_ids} ids, seed {self.seed}, {h}x{w} frames'
+
+
+def read_record(root: str | os.PathLike) -> SynthVIDRecord:
+    """The record of a folder written by :func:`generate` (or ``reidzoo synth``).
+
+    Raises:
+        DatasetNotFoundError: the folder has no ``synthvid.json`` (not SynthVID, or a generation that did not finish).
+        DatasetFormatError: the record is unreadable or lacks a parameter.
+    """
     root = os.path.abspath(os.fspath(root))
-    _remove_stale_tmp(root)
-    marker = os.path.join(root, MARKER)
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            found = json.load(f)['params']
-        if found != params:
-            raise ValueError(f'{root} holds SynthVID generated with {found}, not the requested {params}; '
-                             'pass a different root (or root=None to use the cache).')
-    else:
-        generate(root, **{k: params[k] for k in ('layout', 'num_ids', 'seed', 'frame_size')},
-                 lengths=params['lengths'])
-    from .dataset import build_dataset
-    dataset = build_dataset(layout, root, **parser_kwargs)
-    dataset.layout_protocol = dataset.default_protocol
-    dataset.default_protocol = 'synthvid_standard'
-    dataset.name = 'synthvid'
-    dataset.layout = layout
-    return dataset
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# A colour-histogram baseline (what a trained model must clearly beat)
-# --------------------------------------------------------------------------------------------------------------------
-def _tracklet_histogram(frames: Sequence[str], bins: int, max_frames: int) -> np.ndarray:
-    from .io import load_frame
-    pick = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    hist = np.zeros(bins ** 3, np.float64)
-    for i in pick:
-        q = (np.asarray(load_frame(frames[i]), np.int64) * bins) // 256
-        h = np.bincount(((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).ravel(), minlength=bins ** 3)
-        hist += h / h.sum()
-    return hist / len(pick)
-
-
-def colour_histogram_baseline(dataset, bins: int = 8, max_frames: int = 8) -> dict[str, Any]:
-    """Match tracklets by their average per-frame RGB histogram (no learning).
-
-    Each tracklet is the mean of the L1-normalised ``bins**3`` joint RGB histograms of up to ``max_frames`` evenly
-    spaced frames; distance is the Hellinger distance. Ranking follows the Market-1501/MARS rule (same pid and camera
-    removed, queries without a positive skipped) with ``reidzoo.eval.evaluate_rank``.
-
-    Returns:
-        ``{'rank1', 'rank5', 'mAP', 'cmc', 'num_valid_queries'}``.
-    """
-    q = np.stack([_tracklet_histogram(t.frames, bins, max_frames) for t in dataset.query])
-    g = np.stack([_tracklet_histogram(t.frames, bins, max_frames) for t in dataset.gallery])
-    q, g = np.sqrt(q), np.sqrt(g)
-    dist = np.sqrt(np.maximum((q ** 2).sum(1)[:, None] + (g ** 2).sum(1)[None] - 2 * q @ g.T, 0)) / np.sqrt(2)
-    q_pids, g_pids = (np.asarray([t.pid for t in s]) for s in (dataset.query, dataset.gallery))
-    q_cams, g_cams = (np.asarray([t.camid for t in s]) for s in (dataset.query, dataset.gallery))
-    from ..eval import evaluate_rank
-    r = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
-    result = {'cmc': np.asarray(r.cmc).tolist(), 'mAP': float(r.mAP), 'num_valid_queries': int(r.num_valid_queries)}
-    cmc = result['cmc']
-    return {'rank1': float(cmc[0]), 'rank5': float(cmc[min(4, len(cmc) - 1)]), **result}
+    path = os.path.join(root, MARKER)
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(
+            f'{root} is not a SynthVID folder: it has no {MARKER} (written last by `reidzoo synth --out DIR`, so a '
+            f'folder without it is not SynthVID or its generation did not finish). Generate one with `reidzoo synth '
+            f'--out {root}` (the folder must be new or empty), or pass root=None to use the cache.')
+    try:
+        with open(path, encoding='utf-8') as f:
+            meta = json.load(f)
+        p = meta['params']
+        return SynthVIDRecord(
+            root=root, layout=str(p['layout']), num_ids=int(p['num_ids']), seed=int(p['seed']),
+            frame_size=(int(p['frame_size'][0]), int(p['frame_size'][1])),
+            lengths=(int(p['lengths'][0]), int(p['lengths'][1]), float(p['lengths'][2])),
+            version=int(p.get('version', GENERATOR_VERSION)), counts=dict(meta.get('counts', {})),
+            seconds=float(meta.get('seconds', 0.0)))
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise DatasetFormatError(f'{path} is not a valid SynthVID record ({type(e).__name__}: {e}); regenerate the '
+                                 f'folder with `reidzoo synth`.') from e
