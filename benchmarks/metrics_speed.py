@@ -1,15 +1,21 @@
 """Speed, memory and exactness of :func:`reidzoo.eval.evaluate_rank` at MARS scale and on a 10x larger gallery.
 
-    python benchmarks/metrics_speed.py [--scale 10] [--dim 128] [--noise 1.0] [--threads N] [--skip-reference]
+    python benchmarks/metrics_speed.py [--scale 1 10] [--ties none duplicates float16 uint8] [--dim 128]
+                                       [--noise 1.2] [--threads N] [--skip-reference]
 
 The problem mimics MARS under the torchreid protocol: 1,980 queries (one per pid and camera, 626 pids seen by 2-6 of
 6 cameras), a 9,330-tracklet gallery of 6,082 real tracklets plus 3,248 distractors (pid 0), 14 query pids absent
-from the gallery. Features are identity + camera bias + noise (datasets.md §8.5), cosine distance, float32, so
+from the gallery. Features are identity + camera bias + noise , cosine distance, float32, so
 distances are realistic (mAP about 0.6-0.8) and tie-free. The larger problem keeps the queries and draws ``--scale``
 times as many gallery tracklets per identity and distractors.
 
+``--ties`` adds the cases with exact distance ties between positives and negatives, where a sort-free evaluator is
+easiest to get slow: ``duplicates`` (every fourth gallery tracklet appears twice, as when a gallery holds copies of
+the queries), ``float16`` (distances quantised to float16) and ``uint8`` (256 distance levels, as 8-bit features
+give). Equal distances rank by gallery index, as a stable sort would; the reference loop checks exactly that.
+
 Timed, in one run: ``evaluate_rank`` (default and trapezoid/all-queries), a plain per-query loop (stable argsort of
-each row, the definition in datasets.md §8.1-8.3) and a bare ``np.argsort`` of the whole matrix. torchreid's Cython
+each row, the definition in docs/datasets-and-protocols.md) and a bare ``np.argsort`` of the whole matrix. torchreid's Cython
 evaluator is not run here (never run reference code); the issue measured it at about 1.4-1.7x the bare argsort, so
 ``ours / argsort`` below 0.7-0.85 means "2x faster than Cython". Peak memory is the growth of the process's resident
 high-water mark during each step (Linux ``/proc/self/clear_refs``), which also counts torch allocations.
@@ -56,8 +62,24 @@ def make_problem(scale: int = 1, dim: int = 128, noise: float = 1.2, seed: int =
     return distmat, q_pids, g_pids, q_cams, g_cams
 
 
+def add_ties(problem, kind: str):
+    """The problem with exact ties of the given ``kind`` (see the module docstring); ``'none'`` returns it as is."""
+    distmat, q_pids, g_pids, q_cams, g_cams = problem
+    if kind == 'none':
+        return problem
+    if kind == 'duplicates':
+        dup = np.arange(0, distmat.shape[1], 4)
+        return (np.concatenate([distmat, distmat[:, dup]], 1), q_pids, np.concatenate([g_pids, g_pids[dup]]),
+                q_cams, np.concatenate([g_cams, g_cams[dup]]))
+    if kind == 'float16':
+        return distmat.astype(np.float16).astype(np.float32), q_pids, g_pids, q_cams, g_cams
+    if kind == 'uint8':  # cosine distance in [0, 2] on 256 levels
+        return np.round(distmat * 127.5).astype(np.float32) / 127.5, q_pids, g_pids, q_cams, g_cams
+    raise ValueError(f'unknown --ties kind {kind!r}; expected none, duplicates, float16 or uint8')
+
+
 def reference_loop(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50):
-    """datasets.md §8.1 per query (stable argsort; skip queries without a positive) plus mINP (§8.3)."""
+    """The Market-1501 rule per query (stable argsort; skip queries without a positive) plus mINP."""
     cmcs, aps, inps = [], [], []
     for i in range(len(q_pids)):
         order = np.argsort(distmat[i], kind='stable')
@@ -105,11 +127,12 @@ def measure(fn, repeats: int = 1):
     return out, best, peak
 
 
-def run(scale: int, args) -> None:
-    distmat, qp, gp, qc, gc = make_problem(scale, args.dim, args.noise)
+def run(scale: int, ties: str, args) -> None:
+    distmat, qp, gp, qc, gc = add_ties(make_problem(scale, args.dim, args.noise), ties)
     nq, ng = distmat.shape
+    distinct = np.mean([len(np.unique(row)) / len(row) for row in distmat[:200]])
     print(f'\n== {nq} queries x {ng} gallery ({len(np.unique(gp[gp > 0]))} gallery pids + distractors, '
-          f'float32 distmat {distmat.nbytes / 2**20:.0f} MB) ==')
+          f'float32 distmat {distmat.nbytes / 2**20:.0f} MB), ties: {ties} ({100 * distinct:.0f}% distinct values per row) ==')
     rows = []
     ours, t_ours, m_ours = measure(lambda: evaluate_rank(distmat, qp, gp, qc, gc), args.repeats)
     rows.append(('evaluate_rank (step, skip)', t_ours, m_ours))
@@ -142,19 +165,23 @@ def run(scale: int, args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--scale', type=int, nargs='*', default=[1, 10], help='gallery scales to run (1 = MARS)')
-    p.add_argument('--dim', type=int, default=128)
-    p.add_argument('--noise', type=float, default=1.2, help='feature noise (1.2: mAP ~0.7 at MARS scale)')
+    p.add_argument('--scale', type=int, nargs='*', default=[1, 10],
+                   help='gallery scales to run, 1 = MARS (default: 1 10)')
+    p.add_argument('--ties', nargs='*', default=['none', 'duplicates', 'float16', 'uint8'],
+                   help='tie cases to run: none duplicates float16 uint8 (default: all four)')
+    p.add_argument('--dim', type=int, default=128, help='feature dimension (default: 128)')
+    p.add_argument('--noise', type=float, default=1.2, help='feature noise (default 1.2: mAP ~0.7 at MARS scale)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--skip-reference', action='store_true')
+    p.add_argument('--repeats', type=int, default=3, help='timed repeats, best kept (default: 3)')
+    p.add_argument('--skip-reference', action='store_true', help='skip the slow per-query loop (default: run it)')
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} torch threads, '
           f'{os.cpu_count()} CPUs')
     for scale in args.scale:
-        run(scale, args)
+        for ties in args.ties:
+            run(scale, ties, args)
 
 
 if __name__ == '__main__':

@@ -175,12 +175,33 @@ def test_tie_rule_is_gallery_order():
     assert evaluate_rank(d, [1], [1, 2, 3], [0], [1, 1, 1]).mAP == 1.0
 
 
-def test_nan_distances():
-    d = np.array([[np.nan, 0.3, 0.2]])
-    r = evaluate_rank(d, [1], [2, 1, 1], [0], [1, 1, 1])  # NaN negative sorts last, like argsort
-    assert r.mAP == 1.0
-    with pytest.raises(ValueError, match='NaN'):
-        evaluate_rank(np.array([[np.nan, 0.3]]), [1], [1, 2], [0], [1, 1])
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_distances_refused_anywhere(bad):
+    # a NaN *negative* used to sort last and lift the positive behind it (issue: NaN negatives inflated mAP 0.52->0.73)
+    d = np.array([[bad, 0.3, 0.2], [0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match='non-finite distances .* 1 query rows .*row 0'):
+        evaluate_rank(d, [1, 1], [2, 1, 1], [0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match='non-finite'):
+        evaluate_rank(np.array([[0.2, bad]]), [1], [1, 2], [0], [1, 1])
+
+
+def test_ties_with_duplicated_gallery_and_float16_match_stable_sort_loop():
+    # the tie cliff's inputs: duplicated gallery tracklets and float16-quantised distances, many foreign ties
+    rng = np.random.default_rng(3)
+    num_q, num_pids = 60, 15
+    q_pids, q_cams = rng.integers(0, num_pids, num_q), rng.integers(0, 3, num_q)
+    g_pids, g_cams = rng.integers(0, num_pids, 300), rng.integers(0, 3, 300)
+    d = rng.random((num_q, 300)).astype(np.float16).astype(np.float32)  # ~1000 levels: ties everywhere
+    d = np.concatenate([d, d[:, :100]], 1)  # each of the first 100 tracklets twice
+    g_pids, g_cams = np.concatenate([g_pids, g_pids[:100]]), np.concatenate([g_cams, g_cams[:100]])
+    for chunk in (None, 7):
+        for ap in ('step', 'trapezoid'):
+            ref_cmc, ref_map, ref_minp, ref_valid, ref_aps = reference_rank(d, q_pids, g_pids, q_cams, g_cams, ap=ap)
+            r = evaluate_rank(d, q_pids, g_pids, q_cams, g_cams, ap=ap, chunk_size=chunk)
+            np.testing.assert_allclose(r.cmc, ref_cmc, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(r.all_ap, ref_aps, rtol=0, atol=1e-12)
+            assert r.mINP == pytest.approx(ref_minp, abs=1e-12) and r.num_valid_queries == ref_valid
+    assert r.num_gallery == 400
 
 
 def test_input_types_and_errors():

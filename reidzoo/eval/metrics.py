@@ -9,15 +9,18 @@ How it avoids the sort: a query's metrics only depend on the kept ranks of its p
 ``p`` is ``#{j: d_j < d_p} + #{j < p: d_j = d_p}`` (ties in gallery order) minus the junk items before it. Only a
 query's same-pid items can be positives or per-query junk, so each chunk of query rows sorts just those few items and
 counts, per positive, the entries below its distance with one vectorised compare (numpy, on rows packed to the
-entries below the farthest positive: with useful features a few per cent of the gallery). Rows where a negative ties
-with a positive exactly fall back to a stable argsort. Cost: about ``2 x (#positives) x (packed width)`` compares
-per query instead of a ``G log G`` sort; memory is ``O(chunk x G)``.
+entries below the farthest positive: with useful features a few per cent of the gallery). Rows where a plain item
+ties with a positive exactly (duplicated gallery tracklets, float16 or 8-bit quantised distances) take one more pass
+per positive counting the equal entries before it in gallery order, still without sorting the row. Cost: about
+``2 x (#positives) x (packed width)`` compares per query (3 more per positive on rows with ties) instead of a
+``G log G`` sort; memory is ``O(chunk x G)``.
 
 Conventions (all documented choices, identical in the reference loop of the tests):
 
 * **Ties** are ordered by gallery index (a stable sort on distance), so results are deterministic. torchreid uses an
-  unstable quicksort, which orders ties arbitrarily. NaN distances sort last, as in ``numpy.argsort``; a NaN distance
-  to a positive raises ``ValueError``.
+  unstable quicksort, which orders ties arbitrarily.
+* **Non-finite distances** (NaN, +-inf) anywhere in the matrix raise ``ValueError``: a NaN sorts last, so a NaN
+  negative would silently lift the positives ranked after it.
 * **Junk** (removed from the ranked list for a query): same pid and same camera; every gallery item flagged in
   ``g_junk`` (MARS pid -1 under the official protocol); and the query's own copy ``q_indices_in_gallery[i]``.
 * **CMC past the end of the list**: ``cmc_q[k] = 1`` for every ``k >= first hit``, also past the number of items the
@@ -43,6 +46,7 @@ _AP_KINDS = ('step', 'trapezoid')
 _CHUNK_ELEMENTS = 1 << 20  # query rows per chunk = this // gallery size (4 MB of float32)
 _BLOCK_ELEMENTS = 1 << 18  # packed entries compared per threshold at once (1 MB: stays in cache)
 _SORT_ABOVE = 96  # thresholds per block above which sorting the block beats one compare pass per threshold
+_LEX_ABOVE = 0.2  # fraction of rows with ties to a positive above which (distance, index) keys are compared
 
 
 @dataclass
@@ -60,6 +64,7 @@ class RankResult:
         all_inp: INP per averaged query, same order.
         protocol: name of the protocol that produced the numbers, if given.
         ap: ``'step'`` (mean precision at each hit) or ``'trapezoid'`` (official MATLAB ``compute_AP``).
+        num_gallery: gallery items ranked against each query (columns of the distance matrix, junk included).
     """
     cmc: np.ndarray
     mAP: float
@@ -70,6 +75,7 @@ class RankResult:
     all_inp: np.ndarray = field(repr=False)
     protocol: Optional[str] = None
     ap: str = 'step'
+    num_gallery: int = 0
 
     def as_dict(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> dict:
         """Flat summary (fractions in [0, 1]) for logs, model cards and leaderboard rows."""
@@ -146,14 +152,36 @@ def evaluate_rank(
         A :class:`RankResult`.
 
     Raises:
-        ValueError: on inconsistent shapes, an unknown ``ap``, a NaN distance to a positive, or (when skipping) no
+        ValueError: on inconsistent shapes, an unknown ``ap``, a non-finite distance, or (when skipping) no
             query having a positive at all.
     """
+    inputs = _validate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, ap=ap, g_junk=g_junk,
+                       q_indices_in_gallery=q_indices_in_gallery)
+    kept_cols, q_self, g_pids_kept, g_camids_kept = _drop_global_junk(inputs)
+    num_pos, first_hit, ap_sum, inp = _rank_chunks(inputs, kept_cols, q_self, g_pids_kept, g_camids_kept, ap=ap,
+                                                   chunk_size=chunk_size)
+    return _summarize(num_pos, first_hit, ap_sum, inp, max_rank=int(max_rank), ap=ap,
+                      skip_no_positive=skip_no_positive, num_gallery=inputs.dist.shape[1], protocol=protocol)
+
+
+@dataclass
+class _Inputs:
+    """Validated inputs of :func:`evaluate_rank`, as tensors on the distance matrix's device."""
+    dist: torch.Tensor
+    q_pids: torch.Tensor
+    q_camids: torch.Tensor
+    g_pids: torch.Tensor
+    g_camids: torch.Tensor
+    g_junk: torch.Tensor
+    q_self: torch.Tensor
+
+
+def _validate(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank, ap, g_junk, q_indices_in_gallery) -> _Inputs:
+    """Shapes, dtypes and values of every input; every distance must be finite."""
     if ap not in _AP_KINDS:
         raise ValueError(f"ap must be one of {_AP_KINDS}, got {ap!r}")
     if int(max_rank) < 1:
         raise ValueError(f'max_rank must be >= 1, got {max_rank}')
-    max_rank = int(max_rank)
     dist = distmat.detach() if isinstance(distmat, torch.Tensor) else _as_tensor(distmat, torch.device('cpu'))
     if dist.dim() != 2:
         raise ValueError(f'distmat must be 2-D (num_query, num_gallery), got shape {tuple(dist.shape)}')
@@ -165,10 +193,13 @@ def evaluate_rank(
     num_q, num_g = dist.shape
     if num_q == 0 or num_g == 0:
         raise ValueError(f'distmat must be non-empty, got shape {tuple(dist.shape)}')
-    q_pids = _label_vector(q_pids, 'q_pids', num_q, device)
-    q_camids = _label_vector(q_camids, 'q_camids', num_q, device)
-    g_pids = _label_vector(g_pids, 'g_pids', num_g, device)
-    g_camids = _label_vector(g_camids, 'g_camids', num_g, device)
+    if not _all_finite(dist):
+        # anywhere, not only at positives: a NaN negative sorts last, which silently lifts every positive above it
+        finite = torch.isfinite(dist)
+        bad_rows = torch.nonzero(~finite.all(1)).squeeze(1)
+        raise ValueError(f'distmat holds {int((~finite).sum())} non-finite distances (NaN or inf) in '
+                         f'{len(bad_rows)} query rows (first: row {int(bad_rows[0])}); they usually come from '
+                         'non-finite embeddings (a float16 model overflowing, or broken weights): fix the features')
     if g_junk is None:
         g_junk = torch.zeros(num_g, dtype=torch.bool, device=device)
     else:
@@ -182,18 +213,41 @@ def evaluate_rank(
         q_self = _label_vector(q_indices_in_gallery, 'q_indices_in_gallery', num_q, device)
         if bool(((q_self < -1) | (q_self >= num_g)).any()):
             raise ValueError(f'q_indices_in_gallery must be in [-1, {num_g}), got values outside it')
+    return _Inputs(dist=dist, q_pids=_label_vector(q_pids, 'q_pids', num_q, device),
+                   q_camids=_label_vector(q_camids, 'q_camids', num_q, device),
+                   g_pids=_label_vector(g_pids, 'g_pids', num_g, device),
+                   g_camids=_label_vector(g_camids, 'g_camids', num_g, device), g_junk=g_junk, q_self=q_self)
 
-    # junk for every query: drop the columns (one copy per chunk) instead of tracking them per query
-    if bool(g_junk.any()):
-        kept_cols = torch.nonzero(~g_junk).squeeze(1)
-        new_index = torch.full((num_g,), -1, dtype=torch.int64, device=device)
-        new_index[kept_cols] = torch.arange(len(kept_cols), device=device)
-        q_self = torch.where(q_self >= 0, new_index[q_self.clamp(min=0)], -1)
-        g_pids, g_camids = g_pids[kept_cols], g_camids[kept_cols]
-    else:
-        kept_cols = None
-    num_kept = len(g_pids)
 
+def _all_finite(dist: torch.Tensor) -> bool:
+    """No NaN or inf in ``dist``. On CPU numpy's min and max (NaN propagates through both) are single-threaded SIMD
+    passes, several times faster than ``torch.isfinite`` on a busy machine."""
+    if dist.device.type != 'cpu':
+        return bool(torch.isfinite(dist).all())
+    d = dist.numpy()
+    return bool(np.isfinite(d.min()) and np.isfinite(d.max()))
+
+
+def _drop_global_junk(x: _Inputs) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Junk for every query (``g_junk``) is dropped as columns (one copy per chunk) instead of tracked per query.
+
+    Returns ``(kept_cols or None, q_self re-indexed to kept columns, kept g_pids, kept g_camids)``.
+    """
+    if not bool(x.g_junk.any()):
+        return None, x.q_self, x.g_pids, x.g_camids
+    kept_cols = torch.nonzero(~x.g_junk).squeeze(1)
+    new_index = torch.full((len(x.g_junk),), -1, dtype=torch.int64, device=x.dist.device)
+    new_index[kept_cols] = torch.arange(len(kept_cols), device=x.dist.device)
+    q_self = torch.where(x.q_self >= 0, new_index[x.q_self.clamp(min=0)], -1)
+    return kept_cols, q_self, x.g_pids[kept_cols], x.g_camids[kept_cols]
+
+
+def _rank_chunks(x: _Inputs, kept_cols: Optional[torch.Tensor], q_self: torch.Tensor, g_pids: torch.Tensor,
+                 g_camids: torch.Tensor, *, ap: str, chunk_size: Optional[int]) -> tuple[torch.Tensor, ...]:
+    """Per query: number of positives, 0-based kept rank of the first hit (-1 if none), sum of precisions at the
+    hits (the AP numerator) and INP; computed chunk by chunk of query rows."""
+    q_pids, q_camids, device = x.q_pids, x.q_camids, x.dist.device
+    num_q, num_kept = len(q_pids), len(g_pids)
     # gallery items grouped by pid: only a query's same-pid items (and its own copy) are not plain negatives
     g_order = torch.sort(g_pids, stable=True).indices  # ascending gallery index within each group
     uniq_pids, group_counts = torch.unique_consecutive(g_pids[g_order], return_counts=True)
@@ -218,12 +272,14 @@ def evaluate_rank(
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // max(num_kept, 1))
     chunk_size = max(1, int(chunk_size))
+    lexicographic = False  # switched on once a chunk shows that ties with positives are common
     for start in range(0, len(order), chunk_size):
         rows = order[start:start + chunk_size]
-        d = _take_rows(dist, rows, kept_cols)
-        ranks, is_pos = _positive_ranks(
+        d = _take_rows(x.dist, rows, kept_cols)
+        ranks, is_pos, tied = _positive_ranks(
             d, q_pids[rows], q_camids[rows], q_self[rows], self_extra[rows], g_pids, g_camids,
-            g_order, group_starts, slot[rows], q_group_size[rows])
+            g_order, group_starts, slot[rows], q_group_size[rows], lexicographic)
+        lexicographic = tied > _LEX_ABOVE
         # ranks: kept 0-based rank of every special item in (distance, index) order; read the metrics off them
         hit = torch.cumsum(is_pos, 1).double()
         rank = ranks.double()
@@ -235,7 +291,13 @@ def evaluate_rank(
         last_rank = torch.where(is_pos, rank, -1.).amax(1)
         inp[rows] = num_pos[rows].double() / (last_rank + 1)
         first_hit[rows] = torch.where(is_pos, ranks, num_kept).amin(1)
+    return num_pos, first_hit, ap_sum, inp
 
+
+def _summarize(num_pos: torch.Tensor, first_hit: torch.Tensor, ap_sum: torch.Tensor, inp: torch.Tensor, *,
+               max_rank: int, ap: str, skip_no_positive: bool, num_gallery: int,
+               protocol: Optional[str]) -> RankResult:
+    """CMC, mAP and mINP averaged over the counted queries."""
     valid = num_pos > 0
     num_valid = int(valid.sum())
     if skip_no_positive and num_valid == 0:
@@ -252,11 +314,12 @@ def evaluate_rank(
         mAP=float(all_ap.sum()) / denom,
         mINP=float(all_inp.sum()) / denom,
         num_valid_queries=num_valid,
-        num_queries=num_q,
+        num_queries=len(num_pos),
         all_ap=all_ap.cpu().numpy(),
         all_inp=all_inp.cpu().numpy(),
         protocol=protocol,
         ap=ap,
+        num_gallery=num_gallery,
     )
 
 
@@ -326,7 +389,7 @@ def _count_below(d: torch.Tensor, thresholds: torch.Tensor, num_used: torch.Tens
         k_max = int(used[rows].max())
         t_block = t_np[rows, :k_max]
         if k_max > _SORT_ABOVE:
-            block.sort(axis=1)  # NaN last; numpy's searchsorted agrees with that order
+            block.sort(axis=1)  # NaN padding last; numpy's searchsorted agrees with that order
             for r, row in enumerate(rows):
                 k = used[row]
                 less[row, :k] = np.searchsorted(block[r], t_block[r, :k], 'left')
@@ -340,6 +403,99 @@ def _count_below(d: torch.Tensor, thresholds: torch.Tensor, num_used: torch.Tens
             np.less_equal(block, t, out=buf)
             less_equal[rows, k] = count()
     return torch.from_numpy(less), torch.from_numpy(less_equal)
+
+
+def _lex_keys(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered as ``(value, index)``: the float32's order-preserving bits above the index's 32 bits."""
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into +0.0: equal floats, equal keys
+    bits = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+    return (bits.astype(np.uint64) << np.uint64(32)) | index.astype(np.uint64)
+
+
+def _count_lex_below(d: torch.Tensor, thresholds: torch.Tensor, positions: torch.Tensor,
+                     num_used: torch.Tensor) -> torch.Tensor:
+    """``#{j: (d[i, j], j) < (t[i, k], p[i, k])}`` for the first ``num_used[i]`` columns (float32 ``d`` on CPU).
+
+    The exact rank under the tie rule in one compare per positive: each row is packed to its entries not above its
+    largest threshold (as in :func:`_count_below`) as uint64 ``(distance, index)`` keys.
+    """
+    d_np, t_np, p_np, used = d.numpy(), thresholds.numpy(), positions.numpy(), num_used.numpy()
+    num_rows, num_g = d_np.shape
+    out = np.zeros(t_np.shape, dtype=np.int64)
+    keep = d_np <= t_np.max(1, keepdims=True)
+    width = keep.view(np.uint8).sum(1, dtype=np.int64)
+    t_keys = _lex_keys(np.where(np.isfinite(t_np), t_np, 0).astype(np.float32), p_np)
+    by_width = np.argsort(width, kind='stable')
+    start = 0
+    while start < num_rows:
+        stop = start + 1  # cache-sized blocks of rows of similar packed width, as in _count_below
+        while stop < num_rows and (stop + 1 - start) * width[by_width[stop]] <= _BLOCK_ELEMENTS // 2:
+            stop += 1
+        rows = by_width[start:stop]
+        start = stop
+        w = max(int(width[rows[-1]]), 1)
+        n = width[rows]
+        flat = np.flatnonzero(keep[rows])  # kept entries, row-major: one pass gives both row and column
+        r_of, c_of = np.divmod(flat, num_g)
+        at = (r_of, np.arange(len(flat)) - np.repeat(np.cumsum(n) - n, n))
+        block = np.full((len(rows), w), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding above every key
+        block[at] = _lex_keys(d_np[rows[r_of], c_of], c_of)
+        k_max = int(used[rows].max())
+        t_block = t_keys[rows, :k_max]
+        if k_max > _SORT_ABOVE:
+            block.sort(axis=1)
+            for r, row in enumerate(rows):
+                out[row, :used[row]] = np.searchsorted(block[r], t_block[r, :used[row]], 'left')
+            continue
+        buf, count = _row_counter(len(rows), w)
+        for k in range(k_max):
+            np.less(block, t_block[:, k:k + 1], out=buf)
+            out[rows, k] = count()
+    return torch.from_numpy(out)
+
+
+def _count_equal_before(d: torch.Tensor, thresholds: torch.Tensor, positions: torch.Tensor,
+                        num_used: torch.Tensor) -> torch.Tensor:
+    """``#{j < p[i, k]: d[i, j] == t[i, k]}`` for the first ``num_used[i]`` columns of ``t`` (``p = positions``).
+
+    The tie rule (equal distances rank by gallery index) without sorting a row: each row is packed to its entries
+    not above its largest threshold, as in :func:`_count_below`, keeping their column indices; then per threshold one
+    equality compare, one index compare and a row count.
+    """
+    if d.device.type != 'cpu':
+        cols = torch.arange(d.shape[1], device=d.device)
+        return torch.stack([((d == t[:, None]) & (cols < p[:, None])).sum(1)
+                            for t, p in zip(thresholds.T, positions.T)], 1)
+    d_np, t_np, used = d.numpy(), thresholds.numpy(), num_used.numpy()
+    num_rows, num_g = d_np.shape
+    p_np = positions.numpy().astype(np.int32 if num_g < 2 ** 31 else np.int64)
+    out = np.zeros(t_np.shape, dtype=np.int64)
+    keep = d_np <= t_np.max(1, keepdims=True)
+    width = keep.view(np.uint8).sum(1, dtype=np.int64)
+    by_width = np.argsort(width, kind='stable')
+    start = 0
+    while start < num_rows:
+        stop = start + 1  # cache-sized blocks of rows of similar packed width, as in _count_below
+        while stop < num_rows and (stop + 1 - start) * width[by_width[stop]] <= _BLOCK_ELEMENTS:
+            stop += 1
+        rows = by_width[start:stop]
+        start = stop
+        w = max(int(width[rows[-1]]), 1)
+        n = width[rows]
+        sub_keep = keep[rows]
+        at = (np.repeat(np.arange(len(rows)), n), np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        block = np.full((len(rows), w), np.nan, dtype=d_np.dtype)
+        block[at] = d_np[rows][sub_keep]
+        index = np.full((len(rows), w), num_g, dtype=p_np.dtype)
+        index[at] = np.nonzero(sub_keep)[1]
+        buf, count = _row_counter(len(rows), w)
+        before = np.empty((len(rows), w), dtype=bool)
+        for k in range(int(used[rows].max())):
+            np.equal(block, t_np[rows, k:k + 1], out=buf)
+            np.less(index, p_np[rows, k:k + 1], out=before)
+            np.logical_and(buf, before, out=buf)
+            out[rows, k] = count()
+    return torch.from_numpy(out)
 
 
 def _count_below_torch(d: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,13 +524,18 @@ def _permute(key: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, .
 
 
 def _positive_ranks(d, q_pids, q_camids, q_self, self_extra, g_pids, g_camids, g_order, group_starts, slot,
-                    group_size):
+                    group_size, lexicographic=False):
     """Kept ranks of a chunk's special items (same pid, plus the own copy) in (distance, gallery index) order.
 
-    Returns ``(ranks, is_pos)``, both ``(rows, width)``, sorted along dim 1 by (distance, index); padding and junk
-    entries have ``is_pos`` False. A positive's rank among all items is ``#{d_j < d_p} + #{j < p: d_j = d_p}``: one
-    pass of ``<`` and one of ``<=`` over the rows per positive slot gives it whenever no non-special item ties with
-    it (then the equal ones are all special and ordered by index below); rows with such a tie are argsorted (rare).
+    Returns ``(ranks, is_pos, tied)``: ``ranks`` and ``is_pos`` are ``(rows, width)``, sorted along dim 1 by
+    (distance, index), padding and junk entries have ``is_pos`` False (only the positives' ranks are meaningful);
+    ``tied`` is the fraction of rows where a plain item ties with a positive.
+
+    A positive's rank among all items is ``#{d_j < d_p} + #{j < p: d_j = d_p}``. Default: one pass of ``<`` and one
+    of ``<=`` per positive give it whenever no plain item ties with the positive (the equal ones are then all special
+    and ordered by index here); rows with such a tie take one more pass (:func:`_count_equal_before`).
+    ``lexicographic=True`` (float32 on CPU, for matrices full of ties) compares ``(distance, index)`` keys packed in
+    one uint64 instead: one pass per positive, ties included (:func:`_count_lex_below`).
     """
     device = d.device
     num_rows, num_g = d.shape
@@ -388,13 +549,11 @@ def _positive_ranks(d, q_pids, q_camids, q_self, self_extra, g_pids, g_camids, g
     junk = (g_camids[cols] == q_camids[:, None]) | (g_pids[cols] != q_pids[:, None]) | (cols == q_self[:, None])
     is_pos = valid & ~junk
 
-    # order the specials by (distance, index), NaN after +inf (as argsort), padding last: three stable sorts
+    # order the specials by (distance, index), padding last: three stable sorts
     cols, valid, is_pos = _permute(torch.where(valid, cols, num_g), cols, valid, is_pos)
     vals = d.gather(1, cols)
     vals, cols, valid, is_pos = _permute(vals, vals, cols, valid, is_pos)
     vals, cols, valid, is_pos = _permute((~valid).to(torch.uint8), vals, cols, valid, is_pos)
-    if bool(torch.isnan(vals[is_pos]).any()):
-        raise ValueError('distmat holds NaN distances between queries and their positives')
 
     # the per-positive passes: thresholds are the positives' distances, padded slots compare against -inf
     num_slots = int(is_pos.sum(1).max())
@@ -402,6 +561,14 @@ def _positive_ranks(d, q_pids, q_camids, q_self, self_extra, g_pids, g_camids, g
     thresholds = torch.full((num_rows, num_slots), -torch.inf, dtype=d.dtype, device=device)
     r_idx = torch.arange(num_rows, device=device)[:, None].expand_as(is_pos)
     thresholds[r_idx[is_pos], slot_of_pos[is_pos]] = vals[is_pos]
+    if lexicographic and d.device.type == 'cpu' and d.dtype == torch.float32:
+        positions = torch.zeros((num_rows, num_slots), dtype=torch.int64, device=device)
+        positions[r_idx[is_pos], slot_of_pos[is_pos]] = cols[is_pos]
+        below = _count_lex_below(d, thresholds, positions, is_pos.sum(1))
+        rank_all = torch.zeros_like(cols)
+        rank_all[is_pos] = below[r_idx[is_pos], slot_of_pos[is_pos]]
+        junk_before = torch.cumsum(valid & ~is_pos, 1) - (valid & ~is_pos).long()
+        return rank_all - junk_before, is_pos, 1.0
     less, less_equal = _count_below(d, thresholds, is_pos.sum(1))
 
     # specials are sorted, so those tied with a positive form a run: position - run start = ties before it
@@ -423,9 +590,20 @@ def _positive_ranks(d, q_pids, q_camids, q_self, self_extra, g_pids, g_camids, g
     foreign_tie = ((le_p - lt_p) != special_equal) & is_pos
     tie_rows = torch.nonzero(foreign_tie.any(1)).squeeze(1)
     if len(tie_rows):
-        perm = torch.sort(d[tie_rows], dim=1, stable=True).indices
-        inverse = torch.empty_like(perm)
-        inverse.scatter_(1, perm, torch.arange(num_g, device=device).expand_as(perm))
-        rank_all[tie_rows] = inverse.gather(1, cols[tie_rows])
+        # a plain item ties with a positive: count the tied items before it in gallery order, one more pass per
+        # positive (duplicated tracklets and float16 / 8-bit distances make this common, so no sort of the row)
+        positions = torch.zeros((num_rows, num_slots), dtype=torch.int64, device=device)
+        positions[r_idx[is_pos], slot_of_pos[is_pos]] = cols[is_pos]
+        every = len(tie_rows) == num_rows  # with quantised distances: skip the row copies
+        sub = (lambda t: t) if every else (lambda t: _take_rows(t, tie_rows, None))
+        equal_before = _count_equal_before(sub(d), sub(thresholds), sub(positions), sub(is_pos.sum(1)))
+        t_pos = is_pos if every else is_pos[tie_rows]
+        slots = (slot_of_pos if every else slot_of_pos[tie_rows]).clamp(min=0)
+        exact = (less if every else less[tie_rows]).gather(1, slots) + equal_before.gather(1, slots)
+        fixed = torch.where(t_pos, exact, rank_all if every else rank_all[tie_rows])
+        if every:
+            rank_all = fixed
+        else:
+            rank_all[tie_rows] = fixed
     junk_before = torch.cumsum(valid & ~is_pos, 1) - (valid & ~is_pos).long()
-    return rank_all - junk_before, is_pos
+    return rank_all - junk_before, is_pos, len(tie_rows) / num_rows
