@@ -293,6 +293,22 @@ def test_cli_index_build_and_search_end_to_end(tracklets_and_model, tmp_path, ca
     np.testing.assert_allclose(sheet[cell_h // 2, cell_w + 8 + cell_w // 2], expected, atol=2)
 
 
+def test_gallery_from_dataset_tracklets_keeps_pid_and_camid(tracklets_and_model):
+    import reidzoo
+    from reidzoo.data.dataset import Tracklet
+    from reidzoo.eval.extract import list_frames
+    from reidzoo.search.gallery import build_gallery_index, embed_tracklets
+    dirs, model_name = tracklets_and_model
+    model = reidzoo.create_model(model_name, pretrained=True)
+    tracklets = [Tracklet(list_frames(d), pid=10 + i, camid=i % 2) for i, d in enumerate(dirs)]
+    index = build_gallery_index(model, tracklets, name=model_name, progress=False)
+    assert [(m['pid'], m['camid']) for m in index.metadata] == [(10 + i, i % 2) for i in range(len(dirs))]
+    assert index.metric == model.pretrained_cfg['distance'] and index.model['name'] == model_name
+    q_emb, q_meta = embed_tracklets(model, dirs[3:4], progress=False)
+    _, idx, rows = index.search(q_emb, 1)
+    assert idx[0, 0] == 3 and rows[0][0]['pid'] == 13 and q_meta[0]['pid'] == -1
+
+
 def test_cli_index_from_extract_embeddings(tracklets_and_model, tmp_path):
     from reidzoo.cli import main
     dirs, model = tracklets_and_model
