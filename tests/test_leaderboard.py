@@ -11,7 +11,8 @@ import reidzoo
 from reidzoo.data import build_dataset
 from reidzoo.eval import evaluate_rank
 from reidzoo.eval.distance import compute_distance
-from reidzoo.eval.leaderboard import FeatureCache, run_leaderboard, tracklet_key, weights_id
+from reidzoo.eval.cache import FeatureCache, cache_namespace, tracklet_key
+from reidzoo.eval.leaderboard import run_leaderboard
 from reidzoo.eval.protocols import build_eval_sets, get_protocol
 from reidzoo.hub import save_pretrained
 
@@ -41,12 +42,9 @@ def two_models(tmp_path_factory):
 
 def _features_from_cache(cache_dir, model_dir, tracklets):
     model = reidzoo.create_model(f'local-dir:{model_dir}', pretrained=True)
-    cfg = model.pretrained_cfg
-    files = list(Path(cache_dir).glob(f'{weights_id(model)[:24]}-*.safetensors'))
-    assert len(files) == 1, files
-    cache = FeatureCache(files[0].parent, files[0].name[:-len('.safetensors')])
-    assert cfg['test_sampling'] in files[0].name
-    return cache.get([tracklet_key(t.frames) for t in tracklets])
+    namespace = cache_namespace(model)
+    assert (Path(cache_dir) / f'{namespace}.safetensors').is_file()
+    return FeatureCache(cache_dir, namespace).get([tracklet_key(t.frames) for t in tracklets])
 
 
 def test_leaderboard_end_to_end_and_cache(synth_root, two_models, tmp_path, monkeypatch):

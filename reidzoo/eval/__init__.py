@@ -1,8 +1,11 @@
-"""Evaluation: exact retrieval metrics, distances, k-reciprocal re-ranking and the named benchmark protocols.
+"""Evaluation: one pipeline (:func:`evaluate`), exact retrieval metrics, distances, re-ranking and the protocols.
+
+>>> from reidzoo.eval import evaluate
+>>> result = evaluate(model, dataset)                  # the dataset's default protocol
+>>> result.as_dict()                                   # rank1 / rank5 / rank10 / rank20 / mAP / mINP
 
 >>> from reidzoo.eval import compute_distance, evaluate_rank
 >>> r = evaluate_rank(compute_distance(qf, gf), q_pids, g_pids, q_camids, g_camids)
->>> r.mAP, r.cmc[0]
 """
 from .distance import DISTANCES, compute_distance
 from .metrics import RankResult, evaluate_rank
@@ -14,10 +17,12 @@ from .rerank import k_reciprocal_rerank, rerank_distances
 __all__ = [
     'DISTANCES', 'compute_distance', 'RankResult', 'evaluate_rank', 'EvalSets', 'Protocol', 'average_results',
     'build_eval_sets', 'evaluate_protocol', 'get_protocol', 'list_protocols', 'k_reciprocal_rerank',
-    'rerank_distances', 'extract_features',
+    'rerank_distances', 'extract_features', 'evaluate', 'evaluate_features', 'FeatureCache',
 ]
 
-_LAZY = {'extract_features': 'extract', 'extract': 'extract'}  # heavier modules, written separately
+# modules that import the data pipeline (heavier), loaded on first use
+_LAZY = {'extract_features': 'extract', 'extract': 'extract', 'evaluate': 'pipeline',
+         'evaluate_features': 'pipeline', 'embed_tracklets': 'pipeline', 'FeatureCache': 'cache'}
 
 
 def __getattr__(name: str):

@@ -190,4 +190,5 @@ def average_results(results: Sequence[RankResult]) -> RankResult:
         all_inp=np.concatenate([r.all_inp for r in results]),
         protocol=results[0].protocol,
         ap=results[0].ap,
+        num_gallery=results[0].num_gallery,
     )
