@@ -9,7 +9,8 @@ import argparse
 from typing import Any, Optional
 
 from ..data.synthvid import LAYOUTS, SynthVID, colour_histogram_features, generate, read_record
-from ..eval import RankResult, build_eval_sets, evaluate_protocol
+from ..eval.metrics import RankResult
+from ..eval.pipeline import evaluate_features
 
 __all__ = ['add_arguments', 'run', 'colour_histogram_baseline']
 
@@ -35,7 +36,7 @@ def colour_histogram_baseline(dataset: Any, protocol: Optional[str] = None, bins
 
     Each tracklet is its mean per-frame RGB histogram (:func:`reidzoo.data.synthvid.colour_histogram_features`),
     compared with the Hellinger distance (the Euclidean distance of the square-rooted histograms ranks the same), and
-    scored by the same protocol code as every model.
+    scored by the same pipeline as every model (:func:`reidzoo.eval.evaluate_features`).
 
     Args:
         dataset: a parsed dataset (``.query``, ``.gallery``, ``.default_protocol``).
@@ -45,9 +46,8 @@ def colour_histogram_baseline(dataset: Any, protocol: Optional[str] = None, bins
     Returns:
         The :class:`~reidzoo.eval.RankResult` (``.as_dict()`` gives rank1/5/10/20, mAP, mINP).
     """
-    sets = build_eval_sets(dataset, protocol or dataset.default_protocol)
-    features = colour_histogram_features(sets.unique_tracklets, bins=bins, max_frames=max_frames)
-    return evaluate_protocol(features, sets, distance='euclidean')
+    return evaluate_features(lambda tracklets: colour_histogram_features(tracklets, bins=bins, max_frames=max_frames),
+                             dataset, protocol, distance='euclidean')
 
 
 def run(args: argparse.Namespace) -> int:
