@@ -1,6 +1,6 @@
 """DukeMTMC-VideoReID (Wu et al., "Exploit the Unknown Gradually", CVPR 2018; github.com/Yu-Wu/DukeMTMC-VideoReID).
 
-Layout (``design/datasets.md`` §3): ``DukeMTMC-VideoReID/{train,query,gallery}/<PPPP>/<TTTT>/<frame>.jpg`` with frames
+Layout: ``DukeMTMC-VideoReID/{train,query,gallery}/<PPPP>/<TTTT>/<frame>.jpg`` with frames
 named ``0001_C6_F0099_X30823.jpg`` (or the old ``0001C6F0099X30823.jpg``): pid, camera 1..8, frame index within the
 tracklet after ``F``, ``X`` (normal) or ``D`` (distractor frame, kept) and the frame number in the camera video.
 

@@ -1,6 +1,6 @@
 """iLIDS-VID (Wang et al., "Person Re-Identification by Video Ranking", ECCV 2014).
 
-Layout (``design/datasets.md`` §5): ``i-LIDS-VID/sequences/cam{1,2}/personNNN/cam{1,2}_personNNN_FFFFF.png`` (300
+Layout: ``i-LIDS-VID/sequences/cam{1,2}/personNNN/cam{1,2}_personNNN_FFFFF.png`` (300
 persons seen by both cameras; FFFFF is the video frame number, so frames are sorted numerically) and the authors'
 split file ``train-test people splits/train_test_splits_ilidsvid.mat`` (the folder name has spaces; some copies use
 ``train_test_people_split``). ``ls_set`` is (10, 300): row i holds 1-based indices into the **sorted** cam1 person

@@ -1,6 +1,6 @@
 """LS-VID (Li et al., "Global-Local Temporal Representations for Video Person Re-Identification", ICCV 2019).
 
-There is no official loader; the layout (``design/datasets.md`` §4) is the one the SINet and BiCnet-TKS loaders read:
+There is no official loader; the layout is the one the SINet and BiCnet-TKS loaders read:
 
 * ``list_sequence/list_seq_{train,test}.txt`` (or ``info/list_sequence/...``): lines ``<path prefix> <pid>``; a
   tracklet's frames are the files under the root whose path starts with the prefix. The camera is the 3rd ``_`` token
@@ -47,7 +47,7 @@ class LSVID(VideoReIDDataset):
     source = ('LS-VID is distributed by its authors only after signing a licence agreement (request it from the GLTR '
               'authors, Li et al., ICCV 2019). Expected layout: <root>/list_sequence/list_seq_{train,test}.txt, '
               '<root>/tracklet_{train,test}/..., <root>/test/data/info_test.mat.')
-    # datasets.md §4.4; test numbers checked against the real info_test.mat (frames = sum of its ranges).
+    # the release's counts; test numbers checked against the real info_test.mat (frames = sum of its ranges).
     official_counts = {
         'train': (842, 2831, None),
         'query': (2730, 3504, 691980),

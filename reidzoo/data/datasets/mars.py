@@ -1,6 +1,6 @@
 """MARS (Zheng et al., "MARS: A Video Benchmark for Large-Scale Person Re-identification", ECCV 2016).
 
-Layout (``design/datasets.md`` §2): ``bbox_{train,test}/<PPPP>/<PPPP>C<c>T<tttt>F<fff>.jpg`` and the ``info/`` folder
+Layout: ``bbox_{train,test}/<PPPP>/<PPPP>C<c>T<tttt>F<fff>.jpg`` and the ``info/`` folder
 of github.com/liangzheng06/MARS-evaluation: ``{train,test}_name.txt`` (frame basenames, CRLF),
 ``tracks_{train,test}_info.mat`` (rows ``[start, end, pid, camid]``, 1-based inclusive ranges into the name files)
 and ``query_IDX.mat`` (uint16, 1-based rows of the test matrix). Test pid ``-1`` (folder ``00-1``) is junk; pid ``0``
@@ -12,7 +12,7 @@ these: ``mars_torchreid`` uses ``gallery``; ``mars_query_in_gallery`` uses ``que
 ``mars_official`` uses all 12,180 rows (``query + gallery + junk``) with the MATLAB trapezoid AP.
 
 The default protocol is ``mars_query_in_gallery``: its ranking and junk rules are exactly those of the official MATLAB
-evaluation (the pid -1 rows are junk for every query, so leaving them out changes nothing; datasets.md §8.5), all
+evaluation (the pid -1 rows are junk for every query, so leaving them out changes nothing), all
 1,980 queries count, and it is the protocol of the papers whose numbers the zoo reproduces (SINet, AP3D, BiCnet-TKS,
 TCLNet). torchreid's 9,330 gallery leaves 140 queries without a true match and moves rank-1 by about 3 points.
 """
@@ -45,7 +45,7 @@ class Mars(VideoReIDDataset):
     source = ('Get bbox_train.zip and bbox_test.zip from the MARS project page (Liang Zheng, '
               'http://zheng-lab.cecs.anu.edu.au/Project/project_mars.html) and the info/ folder from '
               'https://github.com/liangzheng06/MARS-evaluation; expected layout: <root>/{bbox_train,bbox_test,info}.')
-    # datasets.md §2.6, checked against the real .mat files.
+    # the official counts, checked against the real .mat files (tests/data/datasets-metadata)
     official_counts = {
         'train': (625, 8298, 509914),
         'query': (626, 1980, 114493),

@@ -1,6 +1,6 @@
 """PRID-2011 (Hirzer et al., "Person Re-Identification by Descriptive and Discriminative Classification", SCIA 2011).
 
-Layout (``design/datasets.md`` §6): ``prid_2011/multi_shot/cam_{a,b}/person_NNNN/NNNN.png`` (or ``multi_shot/``
+Layout: ``prid_2011/multi_shot/cam_{a,b}/person_NNNN/NNNN.png`` (or ``multi_shot/``
 directly under the root). PRID has no official split: everyone uses torchreid's ``splits_prid2011.json`` (the 178
 persons of 1..200 with long enough sequences, following iLIDS-VID's protocol), a list of 10 ``{"train": [89 names],
 "test": [89 names]}``. Split i: train = both cameras of the train persons; query = cam_a and gallery = cam_b of the
