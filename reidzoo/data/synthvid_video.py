@@ -55,30 +55,60 @@ class _Visit:
         return x, self.y_bottom - self.box_h, float(self.box_w), float(self.box_h)
 
 
+def _band_height(size: tuple[int, int]) -> int:
+    """Height of the walkway band in which people walk: a person's box is about this tall (a third of the frame)."""
+    return int(round(size[0] / 3))
+
+
+def _band_top(size: tuple[int, int]) -> int:
+    return int(round(size[0] * 0.58))
+
+
+def _scene(cam: Camera, size: tuple[int, int]) -> np.ndarray:
+    """The camera's empty scene ``(H, W, 3)`` float, imaged by the camera.
+
+    The walkway band is the camera's SynthVID panorama at the people's scale (the backdrop its tracklets are rendered
+    on, so a person's crop here looks like a SynthVID crop of that camera); above and below it, the panorama's wall and
+    floor continue.
+    """
+    height, width = size
+    band, top = _band_height(size), _band_top(size)
+    pano = cam.background((band, max(1, -(-width // 8))))[:, :width]
+    scene = np.empty((height, width, 3), np.float32)
+    rng = np.random.default_rng([cam.seed, 14, cam.index])
+    wall, floor = np.median(pano[:band // 3], axis=(0, 1)), np.median(pano[-band // 6:], axis=(0, 1))
+    scene[:top] = wall + rng.normal(0, 6, (top, width, 1))
+    scene[top:top + band] = pano[:min(band, height - top)]
+    scene[top + band:] = floor + rng.normal(0, 6, (height - top - band, width, 1))
+    return _imaging(np.clip(scene, 0, 255), cam)
+
+
 def _plan(rng: np.random.Generator, num_ids: int, num_cams: int, num_frames: int, size: tuple[int, int]) \
         -> list[_Visit]:
     height, width = size
+    band = _band_height(size)
     visits = []
     for ident in range(num_ids):
         k = int(rng.integers(2, min(4, num_cams) + 1))
         cams = rng.choice(num_cams, k, replace=False).tolist()
-        t = int(rng.integers(0, max(1, num_frames // 3)))
+        t = int(rng.integers(0, max(1, int(num_frames * 0.6))))
         for cam in cams:
-            length = int(rng.integers(num_frames // 5, num_frames // 2.5))
+            length = int(rng.integers(num_frames // 8, num_frames // 5))
             if t >= num_frames - 20:
                 break
             length = min(length, num_frames - t)
-            depth = rng.uniform(0, 1)  # 0 far (small, high in the frame) .. 1 near
-            box_h = int(round(height * (0.27 + 0.13 * depth) * rng.uniform(0.95, 1.05)))
+            # people walk along the camera's walkway band, a little nearer or farther (their box scales with it)
+            depth = rng.uniform(-1, 1)
+            box_h = int(round(band * (1 + 0.06 * depth)))
             box_w = box_h // 2
-            y_bottom = height * (0.62 + 0.33 * depth)
+            y_bottom = _band_top(size) + band * (1 + 0.1 * depth)
             # walk across the view; start/end partly outside the frame as people enter and leave
             left, right = -0.4 * box_w, width - 0.6 * box_w
             span = rng.uniform(0.5, 1.0) * (right - left)
             a = rng.uniform(left, right - span)
             x_from, x_to = (a, a + span) if rng.random() < 0.5 else (a + span, a)
             visits.append(_Visit(ident, cam, t, length, box_h, box_w, y_bottom, x_from, x_to))
-            t += length + int(rng.integers(-num_frames // 10, num_frames // 6))  # negative: overlapping views
+            t += length + int(rng.integers(-num_frames // 16, num_frames // 6))  # negative: overlapping views
             t = max(t, 0)
     return visits
 
@@ -178,7 +208,7 @@ def generate_video(
         root: str | os.PathLike,
         num_cameras: int = 4,
         num_ids: int = 12,
-        num_frames: int = 300,
+        num_frames: int = 480,
         frame_size: Sequence[int] = (240, 320),
         fps: int = 25,
         seed: int = 0,
@@ -228,7 +258,7 @@ def generate_video(
         for c in range(num_cameras):
             cam = Camera.sample(seed, c + 1)
             name = f'cam{c + 1}'
-            bg = _imaging(cam.background((height, max(1, width // 8)))[:, :width], cam)
+            bg = _scene(cam, (height, width))
             noise_rng = np.random.default_rng([seed, 12, c])
             noise = noise_rng.normal(0, cam.noise, (4, height, width, 3)).astype(np.float32)
             mine = [v for v in visits if v.cam == c]

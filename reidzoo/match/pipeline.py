@@ -39,7 +39,7 @@ from .tracklets import MatchWarning, TrackletFilter, TrackletInfo, build_trackle
 from .tracks import Detection, read_mot, write_mot
 from .video import FrameSource, open_source
 
-__all__ = ['CameraData', 'MatchResult', 'BASELINES', 'prepare_cameras', 'embed', 'colour_histogram_features',
+__all__ = ['CameraData', 'MatchResult', 'BASELINES', 'prepare_cameras', 'embed',
            'default_threshold', 'associate_cameras', 'write_outputs', 'match']
 
 PathLike = Union[str, os.PathLike]
@@ -126,22 +126,6 @@ def prepare_cameras(
 # ---------------------------------------------------------------------------------------------------------------------
 # Embeddings and thresholds
 # ---------------------------------------------------------------------------------------------------------------------
-def colour_histogram_features(tracklets: Sequence[Any], bins: int = 8, max_frames: int = 8) -> torch.Tensor:
-    """Square roots of each tracklet's mean joint RGB histogram (``bins**3``), up to ``max_frames`` frames evenly
-    spaced; their Euclidean distance is ``sqrt(2)`` times the Hellinger distance. No learning: the baseline."""
-    from ..data.io import load_frame
-    out = np.zeros((len(tracklets), bins ** 3))
-    for k, t in enumerate(tracklets):
-        frames = t[0]
-        pick = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-        for i in pick:
-            q = (np.asarray(load_frame(frames[i]), np.int64) * bins) // 256
-            h = np.bincount(((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).ravel(), minlength=bins ** 3)
-            out[k] += h / h.sum()
-        out[k] /= len(pick)
-    return torch.from_numpy(np.sqrt(out)).float()
-
-
 def embed(method: Union[nn.Module, str], tracklets: Sequence[Any], *, progress: bool = True,
           **extract_kwargs: Any) -> tuple[torch.Tensor, str]:
     """Embeddings ``(N, D)`` of tracklets and the metric to compare them with.
@@ -151,7 +135,9 @@ def embed(method: Union[nn.Module, str], tracklets: Sequence[Any], *, progress: 
     if isinstance(method, str):
         if method != 'histogram':
             raise ValueError(f"embed() takes a model or 'histogram', got {method!r}")
-        return colour_histogram_features(tracklets), 'euclidean'
+        # the same features as SynthVID's reference matcher; Euclidean on square roots ranks as the Hellinger distance
+        from ..data.synthvid import colour_histogram_features
+        return torch.from_numpy(colour_histogram_features(tracklets)).float(), 'euclidean'
     from ..eval.extract import extract_features
     feats = extract_features(method, tracklets, progress=progress, **extract_kwargs)
     return feats, method.pretrained_cfg.get('distance', 'cosine')
