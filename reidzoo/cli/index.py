@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest='action', metavar='ACTION', required=True)
     b = sub.add_parser('build', help='embed tracklets (or read embeddings) and write an index folder',
                        description=__doc__.split('\n\n')[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument('inputs', nargs='*', metavar='MODEL [TRACKLET_DIR ...]',
-                   help='arch.tag, hf-hub:org/repo@rev or local-dir:/path, then folders of frames (one tracklet '
-                        'each); none with --embeddings')
+    b.add_argument('inputs', nargs='*', metavar='MODEL|DIR',
+                   help='MODEL (arch.tag, hf-hub:org/repo@rev or local-dir:/path), then folders of frames, one '
+                        'tracklet each; nothing with --embeddings')
     b.add_argument('--out', required=True, help='the index folder to write (replaced atomically if it is an index)')
     b.add_argument('--embeddings', default=None,
                    help='a .safetensors or .npy file from `reidzoo extract` instead of MODEL and folders (default: none)')
