@@ -29,8 +29,8 @@ _LAZY_ATTRS: dict[str, str] = {name: 'reidzoo.models' for name in (
 )}
 # subpackages / modules reachable as attributes after a bare ``import reidzoo``
 _LAZY_MODULES: tuple[str, ...] = (
-    'cli', 'convert', 'data', 'eval', 'hub', 'layers', 'manifest', 'match', 'models', 'search', 'spec', 'train',
-    'utils',
+    'cli', 'convert', 'data', 'deploy', 'eval', 'hub', 'layers', 'manifest', 'match', 'models', 'search', 'spec',
+    'train', 'utils',
 )
 
 __all__ = ['__version__', *_LAZY_ATTRS, *_LAZY_MODULES]

@@ -5,7 +5,7 @@
     hub                        reads and writes Hub repos; a leaf like timm's _hub.py: only spec and core below it
     data | models              siblings that never import each other: parsers/sampling/SynthVID; layers and
                                architectures (with the registry, _builder and _backbone they are built from)
-    builder                    create_model (models/__init__, models/_factory), convert, the loopback mirror
+    builder                    create_model (models/__init__, models/_factory), convert, deploy (ONNX), loopback mirror
     eval                       extraction, distances, metrics, protocols, leaderboard
     train | search | match     applications of eval (siblings)
     cli                        the command line, ``python -m`` shims and the ``reidzoo`` facade package
@@ -50,7 +50,7 @@ MODULE_GROUPS: dict[str, str] = {
     'reidzoo.models.stmp': 'models', 'reidzoo.models.sta': 'models', 'reidzoo.models.cstnet': 'models',
     'reidzoo.hub': 'hub',
     'reidzoo.models': 'builder', 'reidzoo.models._factory': 'builder', 'reidzoo.convert': 'builder',
-    'reidzoo.hub_mirror': 'builder',
+    'reidzoo.hub_mirror': 'builder', 'reidzoo.deploy': 'builder',
     'reidzoo.eval': 'eval',
     'reidzoo.train': 'train', 'reidzoo.search': 'search', 'reidzoo.match': 'match',
     'reidzoo.cli': 'cli', 'reidzoo.__main__': 'cli', 'reidzoo.train.__main__': 'cli', 'reidzoo': 'cli',
