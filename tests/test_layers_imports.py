@@ -226,3 +226,27 @@ def test_spec_imports_nothing_of_reidzoo():
 def test_imports_follow_the_layers():
     bad = format_violations(all_imports())
     assert not bad, f'{len(bad)} imports break the layering (see this file\'s docstring):\n' + '\n'.join(bad)
+
+
+def test_import_reidzoo_is_lazy():
+    """``import reidzoo`` loads no heavy dependency; the subpackages and the model API load on first attribute use."""
+    import subprocess
+    import sys
+    code = (
+        'import sys, reidzoo\n'
+        'heavy = sorted(m for m in ("torch", "timm", "numpy", "reidzoo.models", "reidzoo.data") if m in sys.modules)\n'
+        'assert not heavy, heavy\n'
+        'for name in ("data", "eval", "hub", "train", "convert", "spec"):\n'
+        '    assert getattr(reidzoo, name).__name__ == "reidzoo." + name\n'
+        'assert callable(reidzoo.create_model) and "tp_resnet50" in reidzoo.list_models("tp_*")\n'
+        'assert {"data", "create_model"} <= set(dir(reidzoo))\n'
+        'try:\n'
+        '    reidzoo.no_such_thing\n'
+        'except AttributeError:\n'
+        '    pass\n'
+        'else:\n'
+        '    raise AssertionError("unknown attribute resolved")\n'
+    )
+    proc = subprocess.run([sys.executable, '-c', code], cwd=PACKAGE_DIR.parent, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
