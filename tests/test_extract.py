@@ -55,11 +55,24 @@ def test_sharded_extraction_covers_every_tracklet_once(tiny_synthvid, tiny_model
     torch.testing.assert_close(merged, full)
 
 
-def test_extract_cli_writes_names_and_embeddings(tiny_synthvid, tmp_path, capsys):
+def _one_folder_per_tracklet(tracklets, root):
+    """Copy each tracklet's frames into a folder of its own (MARS keeps an identity's tracklets in one folder)."""
+    import shutil
     from pathlib import Path
+    dirs = []
+    for i, t in enumerate(tracklets):
+        folder = Path(root) / f'track_{i}'
+        folder.mkdir(parents=True)
+        for frame in t.frames:
+            shutil.copy(frame, folder)
+        dirs.append(str(folder))
+    return dirs
+
+
+def test_extract_cli_writes_names_and_embeddings(tiny_synthvid, tmp_path, capsys):
     from safetensors import safe_open
     from reidzoo.cli import main
-    dirs = sorted({str(Path(t.frames[0]).parent) for t in tiny_synthvid.query[:3]})
+    dirs = _one_folder_per_tracklet(tiny_synthvid.query[:3], tmp_path / 'tracks')
     out = tmp_path / 'emb.safetensors'
     assert main(['extract', 'tp_resnet50', *dirs, '--out', str(out), '--no-pretrained',
                  '--model-kwargs', json.dumps({'backbone': 'test_resnet'})]) == 0
@@ -68,6 +81,31 @@ def test_extract_cli_writes_names_and_embeddings(tiny_synthvid, tmp_path, capsys
         meta = json.loads(f.metadata()['reidzoo'])
     assert emb.shape[0] == len(dirs) and meta['tracklets'] == dirs
     assert meta['test_sampling'] == 'dense'
+
+
+def test_extract_cli_refuses_an_identity_folder_mixing_cameras(tiny_synthvid, tmp_path, capsys):
+    from pathlib import Path
+    from reidzoo.cli import main
+    identity = next(str(Path(t.frames[0]).parent) for t in tiny_synthvid.query
+                    if sum(str(Path(u.frames[0]).parent) == str(Path(t.frames[0]).parent)
+                           for u in tiny_synthvid.query + tiny_synthvid.gallery) > 1)
+    assert main(['extract', 'tp_resnet50', identity, '--out', str(tmp_path / 'e.npy'), '--no-pretrained',
+                 '--model-kwargs', json.dumps({'backbone': 'test_resnet'})]) == 1
+    err = capsys.readouterr().err
+    assert 'reidzoo extract: error:' in err and 'tracklets by their names' in err and len(err.strip().splitlines()) == 1
+
+
+def test_extract_cli_with_onnx_equals_the_torch_model(tiny_synthvid, tiny_model, tmp_path):
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from reidzoo.cli import main
+    from reidzoo.deploy import export_onnx
+    onnx_file = export_onnx(tiny_model, tmp_path / 'm.onnx')
+    dirs = _one_folder_per_tracklet(tiny_synthvid.query[:2], tmp_path / 'tracks')
+    assert main(['extract', '--onnx', str(onnx_file), *dirs, '--out', str(tmp_path / 'e.npy')]) == 0
+    ours = np.load(tmp_path / 'e.npy')
+    ref = extract_features(tiny_model, [list_frames(d) for d in dirs], progress=False).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_extract_npy_output_and_numeric_frame_order(tmp_path, tiny_model):
@@ -88,3 +126,6 @@ def test_empty_tracklet_folder_is_a_clear_error(tmp_path):
         list_frames(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError, match='does not exist'):
         list_frames(tmp_path / 'nope')
+    (tmp_path / 'frame.jpg').write_bytes(b'')
+    with pytest.raises(NotADirectoryError, match='is a file'):  # not "folder does not exist"
+        list_frames(tmp_path / 'frame.jpg')

@@ -1,4 +1,4 @@
-"""evaluate_rank against a plain per-query loop written from datasets.md §8, plus distances and re-ranking."""
+"""evaluate_rank against a plain per-query loop written from the metric definitions, plus distances and re-ranking."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from reidzoo.eval import compute_distance, evaluate_rank, k_reciprocal_rerank, rerank_distances
 
 
-# --- reference: one query at a time, exactly as datasets.md §8.1-8.3 describe --------------------------------------
+# --- reference: one query at a time, exactly as docs/datasets-and-protocols.md defines --------------------------------------
 def reference_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, ap='step', skip=True, g_junk=None,
                    q_self=None):
     num_q, num_g = distmat.shape

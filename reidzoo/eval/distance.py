@@ -3,8 +3,8 @@
 ``'cosine'`` is ``1 - q̂·ĝ`` on L2-normalised features (SINet, AP3D, BiCnet rank by ``-q̂·ĝ``: same order);
 ``'sqeuclidean'`` is ``‖q‖² + ‖g‖² - 2 q·g`` clamped at 0 (what torchreid and COSAM call "euclidean");
 ``'euclidean'`` is its square root. Ranking is invariant to the monotone variants but not to L2 normalisation
-(datasets.md §8.4). In float32 the expanded square loses relative precision for near-duplicate pairs (cancellation);
-pass ``dtype=torch.float64`` when that matters.
+(see ``docs/datasets-and-protocols.md``). In float32 the expanded square loses relative precision for near-duplicate
+pairs (cancellation); pass ``dtype=torch.float64`` when that matters.
 """
 from __future__ import annotations
 
