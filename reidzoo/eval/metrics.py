@@ -229,6 +229,15 @@ def _all_finite(dist: torch.Tensor) -> bool:
     return bool(np.isfinite(d.min()) and np.isfinite(d.max()))
 
 
+def _many_ties(dist: torch.Tensor, sample: int = 16) -> bool:
+    """Whether a few evenly spaced rows repeat many values (quantised distances: float16, 8-bit features)."""
+    if dist.device.type != 'cpu' or dist.dtype != torch.float32:
+        return False
+    rows = dist.numpy()[np.linspace(0, dist.shape[0] - 1, min(sample, dist.shape[0])).astype(int)]
+    distinct = np.mean([len(np.unique(r)) for r in rows]) / rows.shape[1]
+    return bool(distinct < 1 - _LEX_ABOVE)
+
+
 def _drop_global_junk(x: _Inputs) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Junk for every query (``g_junk``) is dropped as columns (one copy per chunk) instead of tracked per query.
 
@@ -273,7 +282,8 @@ def _rank_chunks(x: _Inputs, kept_cols: Optional[torch.Tensor], q_self: torch.Te
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // max(num_kept, 1))
     chunk_size = max(1, int(chunk_size))
-    lexicographic = False  # switched on once a chunk shows that ties with positives are common
+    # (distance, index) keys when ties are common: decided from a sample of rows, revised by every chunk
+    lexicographic = _many_ties(x.dist)
     for start in range(0, len(order), chunk_size):
         rows = order[start:start + chunk_size]
         d = _take_rows(x.dist, rows, kept_cols)
