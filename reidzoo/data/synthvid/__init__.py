@@ -15,11 +15,11 @@ Everything is deterministic given the seed.
 """
 from .dataset import DEFAULT_PARAMS, SynthVID, build_synthvid, synthvid_cache_dir
 from .features import colour_histogram_features
-from .layouts import GENERATOR_VERSION, LAYOUTS, MARKER, SynthVIDRecord, generate, read_record
+from .layouts import GENERATOR_VERSION, LAYOUTS, MARKER, SynthVIDRecord, atomic_folder, generate, read_record
 from .render import ACCESSORIES, PALETTE, PATTERNS, Camera, Identity, render_tracklet
 
 __all__ = [
-    'SynthVID', 'SynthVIDRecord', 'build_synthvid', 'generate', 'read_record', 'synthvid_cache_dir',
+    'SynthVID', 'SynthVIDRecord', 'atomic_folder', 'build_synthvid', 'generate', 'read_record', 'synthvid_cache_dir',
     'colour_histogram_features', 'render_tracklet', 'Identity', 'Camera', 'LAYOUTS', 'MARKER', 'GENERATOR_VERSION',
     'DEFAULT_PARAMS', 'PALETTE', 'PATTERNS', 'ACCESSORIES',
 ]

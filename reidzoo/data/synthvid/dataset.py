@@ -108,15 +108,9 @@ class SynthVID(VideoReIDDataset):
         return super().summary().replace(f'=> Loaded {self.name}', f'=> Loaded {self.record.describe()}', 1)
 
 
-def build_synthvid(
-        root: Optional[str | os.PathLike] = None,
-        layout: Optional[str] = None,
-        num_ids: Optional[int] = None,
-        seed: Optional[int] = None,
-        frame_size: Optional[Sequence[int]] = None,
-        lengths: Optional[Sequence[float]] = None,
-        **parser_kwargs: Any,
-) -> SynthVID:
-    """SynthVID as a parsed dataset, generating it first if needed; the same as ``build_dataset('synthvid', ...)``."""
-    return SynthVID(root, layout=layout, num_ids=num_ids, seed=seed, frame_size=frame_size, lengths=lengths,
-                    **parser_kwargs)
+def build_synthvid(root: Optional[str | os.PathLike] = None, **kwargs: Any) -> SynthVID:
+    """SynthVID as a parsed dataset, generating it first if needed: ``build_dataset('synthvid', root, **kwargs)``.
+
+    See :class:`SynthVID` for the arguments (generation parameters, ``check_frames``, the layout parser's options).
+    """
+    return SynthVID(root, **kwargs)

@@ -17,8 +17,9 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,7 @@ from ..._atomic import fsync_dir
 from ..dataset import DatasetFormatError, DatasetNotFoundError
 from .render import Camera, Identity, render_tracklet
 
-__all__ = ['GENERATOR_VERSION', 'MARKER', 'LAYOUTS', 'SynthVIDRecord', 'generate', 'read_record']
+__all__ = ['GENERATOR_VERSION', 'MARKER', 'LAYOUTS', 'SynthVIDRecord', 'atomic_folder', 'generate', 'read_record']
 
 GENERATOR_VERSION = 1
 MARKER = 'synthvid.json'  # written last: its presence means the folder is complete
@@ -364,6 +365,30 @@ def generate(
         ``root`` as an absolute path.
     """
     params = _params(layout, num_ids, seed, frame_size, lengths)
+    with atomic_folder(root) as tmp:
+        started = time.perf_counter()
+        builder = _Builder(tmp, params['seed'], tuple(params['frame_size']), tuple(params['lengths']))
+        counts = LAYOUTS[layout][0](builder, params['num_ids'])
+        counts['frames'] = builder.num_frames_written
+        meta = {'generator': 'reidzoo.data.synthvid', 'params': params, 'counts': counts,
+                'seconds': round(time.perf_counter() - started, 2)}
+        with open(os.path.join(tmp, MARKER), 'w') as f:
+            json.dump(meta, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+    return os.path.abspath(os.fspath(root))
+
+
+@contextmanager
+def atomic_folder(root: str | os.PathLike) -> Iterator[str]:
+    """Write a generated folder atomically: yields a temporary sibling folder, renamed to ``root`` on success.
+
+    ``root`` must not exist or be an empty folder (a clear :class:`FileExistsError` otherwise, naming what it holds
+    when it is a SynthVID folder). An exception (or Ctrl-C) inside the block removes the temporary folder, so a
+    generation that did not finish never leaves a half-written ``root``; a killed process leaves only a
+    ``.<name>.tmp-<pid>-*`` sibling, which :func:`_remove_stale_tmp` deletes later. The temporary folder's name
+    carries the pid for that purpose. The caller writes its record file last, inside the block.
+    """
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
         held = ''
@@ -378,17 +403,7 @@ def generate(
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(root)}.tmp-{os.getpid()}-', dir=parent)
     try:
-        started = time.perf_counter()
-        builder = _Builder(tmp, params['seed'], tuple(params['frame_size']), tuple(params['lengths']))
-        counts = LAYOUTS[layout][0](builder, params['num_ids'])
-        counts['frames'] = builder.num_frames_written
-        meta = {'generator': 'reidzoo.data.synthvid', 'params': params, 'counts': counts,
-                'seconds': round(time.perf_counter() - started, 2)}
-        marker = os.path.join(tmp, MARKER)
-        with open(marker, 'w') as f:
-            json.dump(meta, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         if os.path.isdir(root):
             os.rmdir(root)  # empty (checked above)
         os.rename(tmp, root)
@@ -396,7 +411,6 @@ def generate(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return root
 
 
 def _remove_stale_tmp(root: str) -> None:
