@@ -81,6 +81,15 @@ def test_faiss_index_recall_on_clustered_gallery(kind, metric):
     assert (np.diff(dist, axis=1) >= -1e-6).all()
 
 
+def test_estimate_recall_tracks_the_probe_budget():
+    pytest.importorskip('faiss')
+    g, _ = _clustered(num_ids=300, per_id=10, dim=32, noise=1.5)
+    index = GalleryIndex.build(g, kind='ivf', nlist=64)
+    low, high = index.estimate_recall(nprobe=1), index.estimate_recall(nprobe=64)
+    assert high == 1.0 and low < 0.9  # probing every cell is exact; one cell of 64 misses neighbours
+    assert GalleryIndex.build(g, kind='exact').estimate_recall() == 1.0
+
+
 def test_auto_kind_follows_gallery_size(monkeypatch):
     pytest.importorskip('faiss')
     g, _ = _clustered(num_ids=100, per_id=10, dim=16)
