@@ -95,8 +95,7 @@ def test_auto_kind_follows_gallery_size(monkeypatch):
     g, _ = _clustered(num_ids=100, per_id=10, dim=16)
     assert GalleryIndex.build(g).kind == 'exact'
     monkeypatch.setattr(index_mod, 'EXACT_MAX', 500)
-    big = GalleryIndex.build(g)
-    assert big.kind == 'ivf' and big.params['nlist'] == ivf_defaults(len(g))['nlist']
+    assert GalleryIndex.build(g).kind == 'hnsw'
 
 
 def test_ivf_defaults_scale_with_gallery():

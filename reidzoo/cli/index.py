@@ -5,7 +5,7 @@
     reidzoo index build --embeddings emb.safetensors --out INDEX_DIR   # embeddings written by `reidzoo extract`
     reidzoo index info INDEX_DIR
 
-Galleries below 50,000 tracklets are searched exactly; larger ones get a faiss IVF index (``--kind`` to choose).
+Galleries below 50,000 tracklets are searched exactly; larger ones get a faiss HNSW index (``--kind`` to choose).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument('--subset', default='gallery', choices=('gallery', 'query', 'train'),
                    help='which --dataset subset to index (default: gallery)')
     b.add_argument('--kind', default='auto', choices=KINDS,
-                   help='exact, faiss ivf / hnsw, or auto: exact below 50,000 rows, else ivf (default: auto)')
+                   help='exact, faiss ivf / hnsw, or auto: exact below 50,000 rows, else hnsw (default: auto)')
     b.add_argument('--metric', default=None, choices=('cosine', 'euclidean', 'sqeuclidean'),
                    help="distance (default: the model's, as recorded in its cfg or the embeddings file; else cosine)")
     b.add_argument('--nlist', type=int, default=None, help='IVF cells (default: ~sqrt(rows), a power of two)')
