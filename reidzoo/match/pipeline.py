@@ -84,6 +84,7 @@ def prepare_cameras(
         frames: Optional[Sequence[PathLike]] = None,
         filters: TrackletFilter = TrackletFilter(),
         crop_size: Optional[tuple[int, int]] = None,
+        crop_format: str = '.bmp',
         progress: bool = True,
 ) -> list[CameraData]:
     """Read, check and filter every camera's tracks, then decode each video once and crop the chosen boxes.
@@ -111,7 +112,8 @@ def prepare_cameras(
     cameras = []
     for camid, (source, path, cam_rows) in enumerate(zip(sources, tracks, rows)):
         infos, dropped = build_tracklets(source, cam_rows, camid, Path(crop_dir) / source.stem, tracks_path=path,
-                                         filters=filters, crop_size=crop_size, progress=progress)
+                                         filters=filters, crop_size=crop_size, crop_format=crop_format,
+                                         progress=progress)
         if not infos:
             warnings.warn(f'Camera {source.stem} ({path}): none of its {len(dropped)} tracks passed the quality '
                           f'filters ({filters}); it gets no identity. Lower --min-length / --min-height if its '
@@ -337,7 +339,8 @@ def match(
     seconds: dict[str, float] = {}
     try:
         cameras = prepare_cameras(tracks, work, videos=videos, frames=frames, filters=filters,
-                                  crop_size=_crop_size(model), progress=progress)
+                                  crop_size=_crop_size(model), crop_format='.png' if save_crops else '.bmp',
+                                  progress=progress)
         seconds['decode'] = time.perf_counter() - t0
         t1 = time.perf_counter()
         labels, info = associate_cameras(cameras, model, threshold, progress=progress, **extract_kwargs)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -76,6 +78,7 @@ def build_tracklets(
         filters: TrackletFilter = TrackletFilter(),
         crop_size: Optional[tuple[int, int]] = None,
         thumb_size: tuple[int, int] = (96, 48),
+        crop_format: str = '.bmp',
         progress: bool = True,
 ) -> tuple[list[TrackletInfo], dict[int, str]]:
     """Filter one camera's tracks, decode its video once and crop the chosen boxes.
@@ -84,12 +87,15 @@ def build_tracklets(
         source: the camera's frames.
         rows: its MOT detections.
         camid: camera index stored in the tracklets.
-        crop_dir: crops go to ``crop_dir/<track id>/<frame>.png``.
+        crop_dir: crops go to ``crop_dir/<track id>/<frame><crop_format>``.
         tracks_path: the tracks file, for messages.
         filters: quality filters.
-        crop_size: ``(H, W)`` the crops are resized to (the model's input size); ``None`` keeps box sizes.
+        crop_size: ``(H, W)`` larger crops are shrunk to (the model's input size); smaller ones are kept as they are
+            (the model's transform resizes them when it reads them); ``None`` keeps every box size.
         thumb_size: ``(H, W)`` of the one display thumbnail per tracklet (``crop_dir/<track id>/thumbnail.jpg``),
             cut from the original frame so that it stays sharp whatever the model's input size.
+        crop_format: file type of the crops: ``'.bmp'`` (default: lossless and the quickest to write and read) or
+            ``'.png'`` (lossless, smaller) or ``'.jpg'``.
         progress: tqdm bar over the decoded frames.
 
     Returns:
@@ -133,22 +139,36 @@ def build_tracklets(
 
     last_needed = max(d.frame for d in rows)
     crop_dir = Path(crop_dir)
+    for tid in kept:
+        (crop_dir / str(tid)).mkdir(parents=True, exist_ok=True)
     decoded = 0
     hint = source.count_hint()
     bar = tqdm(total=min(last_needed, hint) if hint else last_needed, desc=f'decode {source.stem}', unit='frame',
                disable=not progress, leave=False)
+    # crops are encoded and written by two threads (Pillow and file I/O release the GIL) while FFmpeg decodes on:
+    # written inline, the file writes alone cost several times the decoding. At most 256 crops wait (memory bound).
+    save_kw = {'compress_level': 1} if crop_format == '.png' else {'quality': 95} if crop_format == '.jpg' else {}
+    pool = ThreadPoolExecutor(max_workers=2)
+    pending: deque = deque()
+
+    def submit(image, path, **kw) -> None:
+        pending.append(pool.submit(image.save, path, **kw))
+        while len(pending) > 256 or (pending and pending[0].done()):
+            pending.popleft().result()  # re-raises a failed write here
+
     try:
         for index, frame in source.frames(last=last_needed):
             decoded = index
             bar.update(1)
             for tid, box in chosen.get(index, {}).items():
-                path = crop_dir / str(tid) / f'{index:06d}.png'
-                path.parent.mkdir(parents=True, exist_ok=True)
-                crop_box(frame, box, crop_size).save(path, compress_level=1)
+                submit(crop_box(frame, box, crop_size, upscale=False), crop_dir / str(tid) / f'{index:06d}{crop_format}', **save_kw)
             for tid, box in thumbs.get(index, {}).items():
-                crop_box(frame, box, thumb_size).save(crop_dir / str(tid) / 'thumbnail.jpg', quality=90)
+                submit(crop_box(frame, box, thumb_size), crop_dir / str(tid) / 'thumbnail.jpg', quality=90)
+        while pending:
+            pending.popleft().result()
     finally:
         bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
     if decoded < last_needed:
         late = min((d for d in rows if d.frame > decoded), key=lambda d: d.line)
         raise FramesPastEndError(
@@ -158,7 +178,7 @@ def build_tracklets(
     infos = []
     for tid, (frames, num_boxes) in kept.items():
         dets = tracks[tid]
-        paths = tuple(str(crop_dir / str(tid) / f'{f:06d}.png') for f in frames)
+        paths = tuple(str(crop_dir / str(tid) / f'{f:06d}{crop_format}') for f in frames)
         infos.append(TrackletInfo(Tracklet(paths, tid, camid), source.stem, tid, dets[0].frame, dets[-1].frame,
                                   num_boxes, list(frames), str(crop_dir / str(tid) / 'thumbnail.jpg')))
     return infos, dropped

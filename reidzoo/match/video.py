@@ -132,11 +132,15 @@ def clip_box(x: float, y: float, w: float, h: float, width: int, height: int) ->
     return x0, y0, x1, y1, float(1 - (x1 - x0) * (y1 - y0) / max(w * h, 1e-9))
 
 
-def crop_box(frame: np.ndarray, box: tuple[int, int, int, int], size: Optional[tuple[int, int]]) -> Image.Image:
+def crop_box(frame: np.ndarray, box: tuple[int, int, int, int], size: Optional[tuple[int, int]],
+             upscale: bool = True) -> Image.Image:
     """Crop ``box = (x0, y0, x1, y1)`` from an RGB frame and resize it to ``size = (H, W)`` (bilinear; ``None``
-    keeps the crop's size)."""
+    keeps the crop's size). With ``upscale=False`` a crop no larger than ``size`` in both sides is kept as it is:
+    the model's transform resizes every frame it reads anyway, so enlarging here would only cost time and disk."""
     x0, y0, x1, y1 = box
     img = Image.fromarray(np.ascontiguousarray(frame[y0:y1, x0:x1]))
-    if size is not None and img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.BILINEAR)
-    return img
+    if size is None or img.size == (size[1], size[0]):
+        return img
+    if not upscale and img.size[0] <= size[1] and img.size[1] <= size[0]:
+        return img
+    return img.resize((size[1], size[0]), Image.BILINEAR)
