@@ -45,7 +45,7 @@ def _label(row: Optional[dict[str, Any]], distance: Optional[float], rank: Optio
     if row is None:
         return ['(none)']
     name = os.path.basename(str(row.get('name') or row.get('path') or '').rstrip('/')) or '?'
-    lines = [f'#{rank} {distance:.3f}' if rank is not None else 'query', name[:14]]
+    lines = [f'#{rank}  {distance:.3f}' if rank is not None else 'query', name[:14]]
     ids = []
     if row.get('camid', -1) is not None and int(row.get('camid', -1)) >= 0:
         ids.append(f'c{row["camid"]}')
