@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'convert': ('reidzoo.cli.convert', "convert an authors' checkpoint to a reidzoo safetensors file"),
     'train': ('reidzoo.cli.train', 'train a model from a recipe'),
     'export': ('reidzoo.cli.export', 'export a finished run as a Hub repo folder'),
+    'export-onnx': ('reidzoo.cli.export_onnx', 'export a model to ONNX, verified with onnxruntime'),
     'push': ('reidzoo.cli.push', 'upload an exported folder to the Hub and print its manifest entry'),
     'extract': ('reidzoo.cli.extract', 'embed your own tracklets (folders of frames)'),
     'benchmark': ('reidzoo.cli.benchmark', 'score models on benchmarks with the standard protocols'),
