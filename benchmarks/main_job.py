@@ -208,6 +208,16 @@ def score(out: Path, tags: list[str], runs: dict[str, str], families: list[str])
     section = readme_section(out, rows, described, baseline, dataset, notes)
     atomic_write_text(out / 'leaderboard' / 'README_section.md', section)
     print(section)
+
+    # --- reidzoo match step (issue 12; owner: reidzoo/match/): the trained models on multi-camera SynthVID videos ---
+    from reidzoo import create_model
+    from reidzoo.match.benchmark import run_match_step
+    t0 = time.perf_counter()
+    match_section = run_match_step(out / 'match', {tag: create_model(tag, pretrained=True) for tag in tags})
+    atomic_write_text(out / 'match' / 'README_section.md', match_section)
+    print(match_section)
+    _stage('match (SynthVID videos)', t0, timings)
+    # --- end of the match step ---
     (out / 'score_timings.json').write_text(json.dumps(timings))
     return 0
 

@@ -172,7 +172,8 @@ def run_match_step(out: Union[str, Path], models: dict[str, Union[nn.Module, str
     meta = ensure_recording(out / 'video')
     render_s = time.perf_counter() - t0
     methods = {**models, 'colour histogram': 'histogram', 'no association': 'none'}
-    rows = score_methods(meta, methods, out / 'results', progress=progress)
+    # 16 crops per tracklet (match's default is 32) keep the step within the main job's time budget
+    rows = score_methods(meta, methods, out / 'results', filters=TrackletFilter(max_frames=16), progress=progress)
     frames = meta['params']['num_frames'] * meta['params']['num_cameras']
     table = format_table(rows)
     decode_s = rows[0]['decode_seconds'] if rows else 0.0
