@@ -313,3 +313,23 @@ def test_index_html_in_headless_chromium_shows_one_row_per_identity(scene, tmp_p
     from PIL import Image
     with Image.open(shot) as img:  # the page really rendered: not a blank screenshot
         assert len(np.unique(np.asarray(img.convert('L').resize((90, 70))))) > 10
+
+
+def test_boxes_covered_by_another_person_are_left_out_when_enough_remain(tmp_path):
+    """Track 1 is covered by track 2 in frames 1-10 and clear in 11-30: only the clear boxes are cropped."""
+    from reidzoo.match.tracklets import build_tracklets
+    from reidzoo.match.video import FolderSource
+    from PIL import Image
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for i in range(1, 31):
+        Image.new('RGB', (160, 120), (i, 0, 0)).save(folder / f'{i}.png')
+    rows = [Detection(f, 1, 10., 10., 40., 80.) for f in range(1, 31)]
+    rows += [Detection(f, 2, 20., 10., 40., 80.) for f in range(1, 11)]
+    infos, _ = build_tracklets(FolderSource(folder), rows, 0, tmp_path / 'crops', filters=SMALL, progress=False)
+    first = next(i for i in infos if i.track_id == 1)
+    assert first.crop_frames == list(range(11, 31))
+    # too few clear boxes: all usable boxes are kept rather than losing the track
+    strict = TrackletFilter(min_length=25, min_height=16)
+    infos, _ = build_tracklets(FolderSource(folder), rows, 0, tmp_path / 'crops2', filters=strict, progress=False)
+    assert [i.crop_frames for i in infos if i.track_id == 1] == [list(range(1, 31))]

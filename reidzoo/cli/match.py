@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'(default: {_DEFAULTS.max_cut})')
     parser.add_argument('--max-frames', type=int, default=_DEFAULTS.max_frames,
                         help=f'most boxes embedded per tracklet, evenly spaced (default: {_DEFAULTS.max_frames})')
+    parser.add_argument('--max-overlap', type=float, default=_DEFAULTS.max_overlap,
+                        help='boxes more covered than this by another box of the frame are left out of the appearance '
+                             f'when enough others remain (default: {_DEFAULTS.max_overlap})')
     parser.add_argument('--save-crops', action='store_true', help='keep the crops in OUT/crops/ (default: off)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing OUT (default: off)')
     parser.add_argument('--gt', nargs='+', default=None, metavar='TXT',
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..match import match, score_mtmc_files
     if args.gt is not None and len(args.gt) != len(args.tracks):
         raise ValueError(f'Got {len(args.gt)} --gt files for {len(args.tracks)} cameras; give one per camera.')
-    filters = TrackletFilter(args.min_length, args.min_height, args.max_cut, args.max_frames)
+    filters = TrackletFilter(args.min_length, args.min_height, args.max_cut, args.max_frames, args.max_overlap)
     kwargs = {} if args.model in ('histogram', 'none') else {'batch_size': args.batch_size, 'device': args.device}
     r = match(args.model, args.tracks, args.out, videos=args.videos, frames=args.frames, threshold=args.threshold,
               filters=filters, save_crops=args.save_crops, overwrite=args.overwrite, progress=not args.no_progress,

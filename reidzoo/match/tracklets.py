@@ -44,11 +44,14 @@ class TrackletFilter:
         min_height: smallest usable box height in pixels (after clipping to the frame).
         max_cut: largest fraction of a box's area that may lie outside the frame for the box to be used.
         max_frames: most boxes cropped per tracklet, evenly spaced (bounds disk use and embedding time).
+        max_overlap: boxes more covered than this by another track's box of the same frame (someone in front) are
+            left out of the appearance when at least ``min_length`` boxes remain without them.
     """
     min_length: int = 8
     min_height: int = 32
     max_cut: float = 0.2
     max_frames: int = 32
+    max_overlap: float = 0.3
 
 
 @dataclass
@@ -62,6 +65,19 @@ class TrackletInfo:
     num_boxes: int
     crop_frames: list[int] = field(default_factory=list)  # frame number of each crop in tracklet.frames
     thumbnail: str = ''  # a display-size crop of the middle chosen box
+
+
+def _covered(item: tuple[int, tuple[int, int, int, int]], others: Sequence[tuple], tid: int) -> float:
+    """Largest fraction of a box's area that another track's box of the same frame covers."""
+    _, (x0, y0, x1, y1) = item
+    area = max((x1 - x0) * (y1 - y0), 1)
+    worst = 0.0
+    for other, a0, b0, a1, b1 in others:
+        if other != tid:
+            iw, ih = min(x1, a1) - max(x0, a0), min(y1, b1) - max(y0, b0)
+            if iw > 0 and ih > 0:
+                worst = max(worst, iw * ih / area)
+    return worst
 
 
 def _even(n: int, k: int) -> np.ndarray:
@@ -112,6 +128,9 @@ def build_tracklets(
     dropped: dict[int, str] = {}
     outside: dict[int, int] = {}
     thumbs: dict[int, dict[int, tuple[int, int, int, int]]] = {}
+    by_frame: dict[int, list[tuple[int, float, float, float, float]]] = {}
+    for det in rows:
+        by_frame.setdefault(det.frame, []).append((det.track_id, det.x, det.y, det.x + det.w, det.y + det.h))
     for tid, dets in tracks.items():
         usable = []
         for det in dets:
@@ -126,7 +145,11 @@ def build_tracklets(
                             f'{filters.min_height} px or cut by the border by more than {filters.max_cut:.0%} do not '
                             'count)')
             continue
-        pick = [usable[i] for i in _even(len(usable), filters.max_frames)]
+        # prefer boxes no other box covers much of (another person in front mixes two appearances in one crop),
+        # as long as enough of them remain
+        clean = [u for u in usable if _covered(u, by_frame.get(u[0], ()), tid) <= filters.max_overlap]
+        source_boxes = clean if len(clean) >= filters.min_length else usable
+        pick = [source_boxes[i] for i in _even(len(source_boxes), filters.max_frames)]
         for frame, box in pick:
             chosen.setdefault(frame, {})[tid] = box
         kept[tid] = ([f for f, _ in pick], len(dets))
