@@ -164,11 +164,14 @@ def _threshold_cache() -> Path:
 
 
 def _weights_key(method: Union[nn.Module, str]) -> Optional[str]:
+    from ..data.synthvid import GENERATOR_VERSION
+    # the calibration data is part of the key: a new generator version or calibration set recalibrates
+    data = f"synthvid-v{GENERATOR_VERSION}:{json.dumps(CALIBRATION_DATA, sort_keys=True)}:{CALIBRATION_FRAMES}"
     if isinstance(method, str):
-        return method
+        return f'{method}|{data}'
     cfg = method.pretrained_cfg
     if cfg.get('sha256'):
-        return f"{cfg.get('architecture', '')}:{cfg['sha256']}"
+        return f"{cfg.get('architecture', '')}:{cfg['sha256']}|{data}"
     return None  # random or in-memory weights: nothing stable to key a cache on
 
 
