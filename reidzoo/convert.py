@@ -26,7 +26,6 @@ import importlib
 import json
 import pickle
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -38,8 +37,9 @@ from .hub import sha256_file
 import torch.nn as nn
 
 __all__ = [
-    'FAMILIES', 'RELEASED_CHECKPOINTS', 'numpy_safe_globals', 'load_official_checkpoint', 'unwrap_state_dict',
-    'convert_official_checkpoint', 'build_converted_model', 'convert_checkpoint',
+    'FAMILIES', 'RELEASED_CHECKPOINTS', 'NotACheckpointError', 'numpy_safe_globals', 'load_torch_file',
+    'load_official_checkpoint', 'unwrap_state_dict', 'convert_official_checkpoint', 'build_converted_model',
+    'convert_checkpoint',
 ]
 
 # family -> (authors' repository, default arch when the checkpoint cannot tell)
@@ -80,6 +80,10 @@ NOT_RELEASED = {
 
 
 # --- loading ------------------------------------------------------------------------------------------------------
+class NotACheckpointError(ValueError):
+    """A file given as a checkpoint is not a ``torch.save`` file (or is truncated / damaged)."""
+
+
 def numpy_safe_globals() -> list[Any]:
     """The allow-list for numpy scalars in checkpoints: ``scalar`` under its numpy 1 and 2 module names,
     ``numpy.dtype`` and the ``numpy.dtypes`` classes (numpy >= 1.25 pickles a dtype's state with them)."""
@@ -97,8 +101,65 @@ def numpy_safe_globals() -> list[Any]:
     return allowed
 
 
+def load_torch_file(path: Union[str, Path], *, trust_pickle: bool = False, allow_numpy: bool = False,
+                    trust_hint: str = 'pass trust_pickle=True', what: str = 'checkpoint') -> Any:
+    """``torch.load`` a file without executing code stored in it (the one safe loader of ``torch.save`` files).
+
+    By default the file is read with ``weights_only=True``: tensors, containers and plain Python values only, plus
+    the numpy scalars allow-listed by :func:`numpy_safe_globals` when ``allow_numpy``. An unpickle that would need any
+    other object (a class, a function such as ``os.system``) is refused before anything is constructed.
+
+    Args:
+        path: the file.
+        trust_pickle: allow any pickled object (``weights_only=False``). Only for files from a source you trust:
+            unpickling can run code.
+        allow_numpy: allow numpy scalars and dtypes (what training scripts store next to the weights).
+        trust_hint: how the caller opts in, named in the error (e.g. ``'pass --trust-pickle'``).
+        what: what the file should be, named in the errors.
+
+    Raises:
+        FileNotFoundError: no such file.
+        pickle.UnpicklingError: the file holds other objects (the message names the first refused one).
+        NotACheckpointError: the file is not a ``torch.save`` file, or it is damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{what.capitalize()} {path} does not exist.')
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    # torch.save writes a zip archive (torch >= 1.6) or a bare pickle (protocol 2+ starts with 0x80); a
+    # safetensors file starts with its header length then '{'. Anything else is named here instead of surfacing
+    # as an IndexError / KeyError from deep inside the unpickler.
+    is_safetensors = len(head) > 8 and head[8:9] == b'{'
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80' or is_safetensors):
+        raise NotACheckpointError(
+            f'{path} is not a {what}: a torch.save file is a zip archive or a pickle, this file starts with '
+            f'{head[:8]!r}' + (' (it is empty)' if not head else '') + '.')
+    if trust_pickle:
+        warnings.warn(f'Loading {path} with an unrestricted unpickler (trust_pickle=True): this can run code stored '
+                      f'in the file. Only do this for files from a source you trust.', stacklevel=3)
+        return torch.load(path, map_location='cpu', weights_only=False)
+    try:
+        with torch.serialization.safe_globals(numpy_safe_globals() if allow_numpy else []):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message is long (and suggests weights_only=False); keep the line that names the refused object
+        lines = [re.sub(r'\x1b\[[0-9;]*m', '', line).strip() for line in str(e).splitlines()]
+        culprit = next((m.group(1) for line in lines for m in [re.search(r'GLOBAL ([\w.]+)', line)] if m), None)
+        if culprit is None:  # not a pickle that names objects: a damaged file
+            reason = next((x for x in lines if 'WeightsUnpickler error' in x), type(e).__name__)
+            raise NotACheckpointError(f'{path} is not a {what} or is damaged ({reason}).') from None
+        allowed = 'tensors, containers and numpy scalars' if allow_numpy else 'tensors and plain Python values'
+        raise pickle.UnpicklingError(
+            f'{path} holds objects other than {allowed} (the first is {culprit}), so it was not loaded. Unpickling '
+            f'such a file can run code stored in it; if you trust the file, {trust_hint}.') from None
+    except Exception as e:  # noqa: BLE001 - torn zip archives, truncated pickles: the unpickler's errors vary
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise NotACheckpointError(f'{path} is not a {what} or is damaged ({type(e).__name__}: {first})') from None
+
+
 def load_official_checkpoint(path: Union[str, Path], trust_pickle: bool = False) -> Any:
-    """Load a ``torch.save`` file without executing arbitrary code.
+    """Load an authors' ``torch.save`` file without executing arbitrary code (:func:`load_torch_file`).
 
     Args:
         path: the checkpoint file.
@@ -106,26 +167,11 @@ def load_official_checkpoint(path: Union[str, Path], trust_pickle: bool = False)
             unpickling can run code.
 
     Raises:
-        pickle.UnpicklingError: the file holds objects outside tensors, containers and numpy scalars; the message
-            names the object and how to proceed.
+        pickle.UnpicklingError: the file holds objects outside tensors, containers and numpy scalars (the message
+            names the object and how to proceed), or it is not a checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'Checkpoint {path} does not exist.')
-    if trust_pickle:
-        warnings.warn(f'Loading {path} with an unrestricted unpickler (trust_pickle=True): this can run code stored '
-                      f'in the file. Only do this for files from a source you trust.', stacklevel=2)
-        return torch.load(path, map_location='cpu', weights_only=False)
-    try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch's message is long; keep the line that names the refused object
-        lines = [re.sub(r'\x1b\[[0-9;]*m', '', line).strip() for line in str(e).splitlines()]
-        culprit = next((line for line in lines if 'GLOBAL' in line), next((x for x in lines if x), type(e).__name__))
-        raise pickle.UnpicklingError(
-            f'{path} holds objects other than tensors, containers and numpy scalars, so it was not loaded '
-            f'({culprit}). If you trust the file, pass trust_pickle=True (`reidzoo convert --trust-pickle`).') from None
+    return load_torch_file(path, trust_pickle=trust_pickle, allow_numpy=True,
+                           trust_hint='pass trust_pickle=True (`reidzoo convert --trust-pickle`)')
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:

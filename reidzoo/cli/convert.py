@@ -11,16 +11,18 @@ from ..convert import FAMILIES, NOT_RELEASED, RELEASED_CHECKPOINTS, convert_chec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--list', action='store_true', help="list the checkpoints the authors released, and exit")
+    parser.add_argument('--list', action='store_true',
+                        help="list the checkpoints the authors released, and exit (default: off)")
     parser.add_argument('--from', dest='source', choices=[f'{f}-official' for f in FAMILIES],
-                        help="whose checkpoint layout IN has (required unless --list)")
+                        help="whose checkpoint layout IN has (required unless --list; default: none)")
     parser.add_argument('input', nargs='?', metavar='IN', help="the authors' checkpoint (.pth / .pth.tar)")
     parser.add_argument('output', nargs='?', metavar='OUT', help='folder to write (model.safetensors, config.json)')
     parser.add_argument('--arch', default=None, help='reidzoo architecture (default: inferred from the checkpoint)')
-    parser.add_argument('--dataset', default=None, help="training dataset of the checkpoint, e.g. 'mars' (default: none)")
+    parser.add_argument('--dataset', default=None,
+                        help="training dataset of the checkpoint, e.g. 'mars' (default: none)")
     parser.add_argument('--trust-pickle', action='store_true',
                         help='load IN with an unrestricted unpickler (can run code: only for files you trust; '
-                             'default: numpy scalars allow-listed, nothing else)')
+                             'default: off, tensors, containers and numpy scalars only)')
 
 
 def _print_releases() -> None:

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -26,7 +25,8 @@ __all__ = ['export_run', 'CARD_METRICS']
 CARD_METRICS = ('mAP', 'mINP', 'rank1', 'rank5', 'rank10', 'rank20')
 
 
-def export_run(run_dir: Union[str, Path], out_dir: Union[str, Path], checkpoint: Union[str, Path, None] = None) -> Path:
+def export_run(run_dir: Union[str, Path], out_dir: Union[str, Path], checkpoint: Union[str, Path, None] = None,
+               trust_pickle: bool = False) -> Path:
     """Write a run's trained model as a Hub repo folder.
 
     The model is rebuilt from the run's recipe and checkpoint (the classifier included, so the weights can be
@@ -37,13 +37,15 @@ def export_run(run_dir: Union[str, Path], out_dir: Union[str, Path], checkpoint:
         run_dir: a directory written by :func:`reidzoo.train.train`.
         out_dir: the repo folder to write.
         checkpoint: another checkpoint file of the run (default ``run_dir/checkpoint.pt``).
+        trust_pickle: unpickle the checkpoint without restrictions (format-1 checkpoints of your own runs only; see
+            :func:`~reidzoo.train.checkpoint.load_checkpoint`). By default nothing in the file can run code.
 
     Returns:
         ``out_dir``.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     recipe = load_recipe(run_dir / RECIPE_FILE)
-    state = load_checkpoint(checkpoint or run_dir / CHECKPOINT_NAME)
+    state = load_checkpoint(checkpoint or run_dir / CHECKPOINT_NAME, trust_pickle=trust_pickle)
     spec = state['model_config']
     model = create_model(spec['architecture'], num_classes=spec['num_classes'],
                          pretrained_cfg_overlay=spec.get('cfg_overlay') or None, **spec['model_args'])
