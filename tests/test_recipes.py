@@ -114,8 +114,51 @@ def test_synthvid_recipe_model_and_losses_run(name):
     """The tiny recipes build their model, and one training forward feeds every loss term."""
     r = load_recipe(name)
     model = reidzoo.create_model(r.model, num_classes=6, **r.model_kwargs)
-    h, w = r.data.input_size
+    h, w = r.model_kwargs['img_size']  # the one statement of the frame size
     torch.manual_seed(0)
     out = model(torch.randn(4, r.data.seq_len, 3, h, w))
     terms = ReIDLoss(r.loss)(out, torch.tensor([0, 0, 1, 1]))
     assert set(terms) == set(r.loss) and all(torch.isfinite(v) for v in terms.values())
+
+
+def test_frame_size_is_stated_once():
+    """Every shipped recipe states its frame size once, as model_kwargs.img_size (or the model's default); the old
+    second statement, data.input_size, must agree with it where an older recipe still has it."""
+    for name in list_recipes():
+        r = load_recipe(name)
+        assert r.data.input_size is None, name
+        if name in SYNTHVID_RECIPES:
+            assert len(r.model_kwargs['img_size']) == 2, name
+    with pytest.raises(RecipeError, match=r'data\.input_size.*\[H, W\]'):
+        load_recipe('tp_synthvid', ['data.input_size=[32]'])
+
+
+@pytest.mark.parametrize('override, message', [
+    ('optim.lr=abc', r"--set optim\.lr: recipe key 'optim\.lr' must be a number, got 'abc' \(a string\)"),
+    ('schedule.epochs=true', r"'schedule\.epochs' must be an integer, got True \(a boolean\)"),
+    ('train.progress=3', r"'train\.progress' must be true or false, got 3"),
+    ('schedule.milestones=[a]', r"every item of recipe key 'schedule\.milestones' must be an integer, got 'a'"),
+    ('optim.betas=[0.9, x]', r"every item of recipe key 'optim\.betas' must be a number"),
+    ('data.root=7', r"'data\.root' must be a string, got 7"),
+    ('data=3', r"recipe key 'data' must be a mapping"),
+    ('data.num_ids=0', r'with --set data\.num_ids=0: data\.num_ids must be a positive integer, got 0'),
+    ('data.num_instances=-2', r'data\.num_instances must be a positive integer, got -2'),
+    ('eval.batch_size=0', r'eval\.batch_size must be a positive integer, got 0'),
+    ('optim.lr=-1', r'optim\.lr must be a finite number >= 0, got -1'),
+    ('optim.lr=.inf', r'optim\.lr must be a finite number >= 0, got inf'),
+    ('train.max_steps=0', r'train\.max_steps must be a positive integer, got 0'),
+])
+def test_recipe_values_are_type_checked_naming_the_key(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe('tp_synthvid', [override])
+
+
+def test_recipe_types_in_files_and_integral_floats(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('base: tp_synthvid\noptim: {lr: fast}\n')
+    with pytest.raises(RecipeError, match=r"bad\.yaml: recipe key 'optim\.lr' must be a number, got 'fast'"):
+        load_recipe(bad)
+    r = load_recipe('tp_synthvid', ['train.checkpoint_every=1e3', 'optim.lr=1', 'train.grad_clip=5', 'eval.seq_len=4'])
+    assert r.train.checkpoint_every == 1000 and isinstance(r.train.checkpoint_every, int)  # YAML reads 1e3 as 1000.0
+    assert (r.optim.lr, r.train.grad_clip, r.eval.seq_len) == (1, 5, 4)
+    assert load_recipe('tp_synthvid', ['train.amp=false', 'train.max_steps=null']).train.amp is False

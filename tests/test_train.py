@@ -1,6 +1,9 @@
 """The trainer end to end on a tiny SynthVID: learning, exact resume, DDP, NaN stop, export -> Hub -> create_model,
 and the ImageNet start through timm's Hub path (reidzoo.train)."""
 import json
+import pickle
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -48,11 +51,11 @@ def trained(synth_root, tmp_path_factory):
     trainer.setup()
     before = evaluate_model(trainer.model, trainer.dataset, recipe.eval.protocol, batch_size=64)
     result = trainer.fit()
-    return result, before, run_dir
+    return result, before, run_dir, trainer
 
 
 def test_training_improves_map(trained):
-    result, before, run_dir = trained
+    result, before, run_dir, trainer = trained
     after = result.metrics
     assert after['protocol'] == before['protocol'] == 'synthvid_standard'
     # measured on 2 CPU cores: mAP 0.08 at initialisation -> 0.29 after ~20 s of training
@@ -66,6 +69,8 @@ def test_training_improves_map(trained):
     assert last['triplet'] < first['triplet'] and last['lr'] == pytest.approx(3e-4)  # decayed at epoch 12
     assert json.loads((run_dir / 'metrics.json').read_text())['mAP'] == after['mAP']
     assert load_checkpoint(run_dir / 'checkpoint.pt')['step'] == result.step
+    # the progress bar's total is the run's real length (each epoch's P x K plan has its own length)
+    assert trainer.total_steps == result.step
 
 
 class _Crash(Exception):
@@ -81,7 +86,7 @@ def _same_run(full_dir: Path, full, other_dir: Path, other) -> None:
     assert _log(full_dir, 'train') == _log(other_dir, 'train')  # every loss of every step
 
 
-def test_kill_and_resume_matches_uninterrupted(synth_root, tmp_path, subprocess_env):
+def test_kill_and_resume_matches_uninterrupted(synth_root, tmp_path, subprocess_env, capsys):
     """A run crashed between checkpoints, or SIGKILLed at any moment, and resumed ends with the weights and the
     per-step losses of an uninterrupted run."""
     ov = _overrides(synth_root, **{'schedule.epochs': 2, 'schedule.milestones': '[1]', 'train.checkpoint_every': 3,
@@ -97,7 +102,9 @@ def test_kill_and_resume_matches_uninterrupted(synth_root, tmp_path, subprocess_
         train('tp_synthvid', ov, output_dir=tmp_path / 'crashed', callbacks=[crash])
     ckpt = load_checkpoint(tmp_path / 'crashed' / 'checkpoint.pt')
     assert ckpt['step'] == 6 and ckpt['step_in_epoch'] > 0  # the crash really fell inside an epoch
+    capsys.readouterr()
     _same_run(tmp_path / 'full', full, tmp_path / 'crashed', train(None, output_dir=tmp_path / 'crashed', resume=True))
+    assert f'resuming {tmp_path / "crashed"} from step 6 (epoch 0, batch 6 of ' in capsys.readouterr().err
 
     # a real SIGKILL of `python -m reidzoo.train`, possibly in the middle of writing a checkpoint (every step here)
     killed = tmp_path / 'killed'
@@ -120,9 +127,9 @@ def test_kill_and_resume_matches_uninterrupted(synth_root, tmp_path, subprocess_
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 2 <= load_checkpoint(killed / 'checkpoint.pt')['step'] < full.step
     _same_run(tmp_path / 'full', full, killed, train(None, output_dir=killed, resume=True))
-    # a resumed run may not silently change what it computes
-    with pytest.raises(Exception, match='optim.lr'):
-        train(None, ['optim.lr=0.1'], output_dir=killed, resume=True)
+    # a resumed run may not silently change what it computes (optim.lr may change: see the non-finite-loss test)
+    with pytest.raises(Exception, match=r'data\.seq_len changed'):
+        train(None, ['data.seq_len=2'], output_dir=killed, resume=True)
 
 
 def test_workers_give_the_same_batches_and_bf16_autocast_runs(synth_root, tmp_path):
@@ -196,7 +203,7 @@ def test_export_hub_mirror_create_model(trained, tmp_path, hub_mirror, hub_env, 
     """reidzoo export -> loopback Hub (olah) -> manifest entry -> create_model(pretrained=True): same weights."""
     from reidzoo.cli import main as reidzoo_main
     from reidzoo.hub_mirror import publish_folder_to_mirror
-    result, _, run_dir = trained
+    result, _, run_dir, _ = trained
     out = tmp_path / 'export'
     assert reidzoo_main(['export', str(run_dir), '--out', str(out)]) == 0
     assert {'model.safetensors', 'config.json', 'README.md', 'recipe.yaml'} <= {p.name for p in out.iterdir()}
@@ -208,6 +215,10 @@ def test_export_hub_mirror_create_model(trained, tmp_path, hub_mirror, hub_env, 
     manifest_env({'tp_resnet50.synthvid_test': entry})
     model = reidzoo.create_model('tp_resnet50.synthvid_test', pretrained=True).eval()
     want = result.model.state_dict()
+    # the training checkpoint itself loads with weights_only=True through checkpoint_path=
+    direct = reidzoo.create_model('tp_resnet50', backbone='test_resnet', img_size=(32, 16), num_classes=24,
+                                  checkpoint_path=str(run_dir / 'checkpoint.pt')).state_dict()
+    assert all(torch.equal(direct[k], want[k]) for k in want)
     got = model.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     x = torch.randn(2, 4, 3, 32, 16)
@@ -255,8 +266,77 @@ def test_trained_model_beats_the_colour_histogram_matcher(trained, synth_root):
     below a small model trained for ~20 s on the same query/gallery."""
     from reidzoo.data import build_dataset
     from reidzoo.cli.synth import colour_histogram_baseline
-    result, _, _ = trained
+    result, _, _, _ = trained
     histogram = colour_histogram_baseline(build_dataset('synthvid', synth_root, layout='mars', num_ids=SYNTH_IDS,
                                                         seed=0, frame_size=(64, 32))).as_dict()
     assert result.metrics['mAP'] >= histogram['mAP'] + 0.1, (histogram, result.metrics)
     assert result.metrics['rank1'] > histogram['rank1']
+
+
+def test_non_finite_loss_advice_works_end_to_end(synth_root, tmp_path, capsys):
+    """A learning rate that blows the weights up stops the run; following the printed advice, command after command
+    (resume with a lower optim.lr while that can help, a new run once the checkpoint itself gives the non-finite
+    loss), ends in a finished run, and every resume records the changed rate."""
+    from reidzoo.cli import main as reidzoo_main
+    run_dir = tmp_path / 'run'
+    cmd = ['train', '--recipe', 'tp_synthvid', '--output', str(run_dir), '--set',
+           *_overrides(synth_root, **{'optim.name': 'sgd', 'optim.lr': 1000.0, 'train.max_steps': 12,
+                                      'train.checkpoint_every': 2, 'eval.at_end': False})]
+    advice = []
+    for _ in range(6):
+        capsys.readouterr()
+        if reidzoo_main(cmd) == 0:
+            break
+        err = capsys.readouterr().err
+        error = [line for line in err.splitlines() if line.startswith('reidzoo train: error:')]
+        assert len(error) == 1 and 'Non-finite loss' in error[0], err[-2000:]
+        advice.append(error[0])
+        cmd = shlex.split(re.search(r'(?<=: )reidzoo (train --\S+ .*?) \(add', error[0]).group(1))
+    else:
+        pytest.fail(f'the advice did not lead to a finished run: {advice}')
+    # measured: NaN at step 6 -> resume at 100 -> NaN at step 8 -> resume at 10 -> NaN at step 9, the first step on
+    # the step-8 checkpoint -> a new run at lr 1 finishes
+    assert advice and '--resume' in advice[0] and 'optim.lr=100' in advice[0]
+    resumes = _log(run_dir, 'resume')
+    assert resumes and resumes[0]['changed'] == {'optim.lr': [1000.0, 100]} and resumes[0]['step'] == 4
+    if len(advice) > 1:
+        assert load_recipe(run_dir / 'recipe.yaml').optim.lr == resumes[-1]['changed']['optim.lr'][1]
+
+
+def test_resume_with_lower_lr_applies_it_from_the_checkpoint(synth_root, tmp_path):
+    """optim.lr changed on --resume: the steps after the checkpoint run at the new (scheduled) rate, the change is
+    logged and kept in recipe.yaml, and a second resume without --set keeps it."""
+    ov = _overrides(synth_root, **{'train.max_steps': 2, 'train.log_every': 1, 'eval.at_end': False})
+    train('tp_synthvid', ov, output_dir=tmp_path / 'run')
+    result = train(None, ['train.max_steps=3', 'optim.lr=1e-4'], output_dir=tmp_path / 'run', resume=True)
+    assert result.step == 3
+    assert [r['lr'] for r in _log(tmp_path / 'run', 'train')] == pytest.approx([3e-3, 3e-3, 1e-4])
+    assert _log(tmp_path / 'run', 'resume')[0]['changed'] == {'optim.lr': [3e-3, 1e-4]}
+    assert load_recipe(tmp_path / 'run' / 'recipe.yaml').optim.lr == 1e-4
+    train(None, ['train.max_steps=4'], output_dir=tmp_path / 'run', resume=True)
+    assert _log(tmp_path / 'run', 'train')[-1]['lr'] == pytest.approx(1e-4)
+
+
+def test_format1_checkpoint_needs_trust_pickle(synth_root, tmp_path):
+    """A checkpoint of the old format (pickled NumPy RNG state) is refused by default, naming the opt-in; with
+    trust_pickle=True the run resumes to the same weights as an uninterrupted one."""
+    import random
+    import numpy as np
+    ov = _overrides(synth_root, **{'train.max_steps': 4, 'train.log_every': 1, 'eval.at_end': False})
+    full = train('tp_synthvid', ov, output_dir=tmp_path / 'full')
+    train('tp_synthvid', ov + ['train.max_steps=2'], output_dir=tmp_path / 'old')
+    path = tmp_path / 'old' / 'checkpoint.pt'
+    state = load_checkpoint(path)
+    rng = state['rng'][0]
+    # what reidzoo wrote before: the tuples of random.getstate() / np.random.get_state()
+    rng['python'] = (rng['python']['version'], tuple(rng['python']['internal'].tolist()), rng['python']['gauss'])
+    n = rng['numpy']
+    rng['numpy'] = ('MT19937', n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss'])
+    state['format_version'] = 1
+    torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError, match=r'numpy.*--trust-pickle'):
+        train(None, ['train.max_steps=4'], output_dir=tmp_path / 'old', resume=True)
+    with pytest.warns(UserWarning, match='unrestricted unpickler'):
+        resumed = train(None, ['train.max_steps=4'], output_dir=tmp_path / 'old', resume=True, trust_pickle=True)
+    _same_run(tmp_path / 'full', full, tmp_path / 'old', resumed)
+    assert random.getstate()  # (the global generators were restored from the old tuples without error)

@@ -3,8 +3,11 @@
 A recipe is data. The files under ``reidzoo/train/recipes/`` write down what each paper and its authors' code used
 (batch, clip length and sampling, augmentation, optimiser with per-group learning rates, schedule, losses and their
 weights, the ImageNet starting point as a timm name); where the paper and the code disagree, ``notes:`` says which one
-the recipe follows. Every key has a default in :data:`DEFAULTS`, and an unknown key is an error, so a typo never
-silently trains something else.
+the recipe follows. Every key has a default in :data:`DEFAULTS`, and an unknown key or a value of the wrong type
+(``--set optim.lr=abc``) is an error naming the key, so a typo never silently trains something else.
+
+The frame size is stated once, as the model's ``model_kwargs.img_size``; the model's cfg (and with it the transforms)
+follows it. ``data.input_size`` is kept only so that older recipes load; it must then equal ``img_size``.
 
 >>> recipe = load_recipe('sinet_resnet50_mars', overrides=['optim.lr=1e-4', 'data.root=/data/mars'])
 >>> recipe.optim.lr
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
         'dataset': None,  # reidzoo.data.build_dataset name
         'root': None,  # default: $REIDZOO_DATA/<dataset>
         'dataset_kwargs': {},
-        'input_size': None,  # [H, W] frames; default: the model's pretrained_cfg input_size
+        'input_size': None,  # deprecated: the frame size is model_kwargs.img_size (if given, it must be equal)
         'seq_len': 4,  # frames per training clip
         'sampling': 'restricted',  # train sampling mode (reidzoo.data.sampling.TRAIN_MODES)
         'num_ids': 8,  # P identities per (global) batch
@@ -93,8 +96,66 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The types a leaf key accepts where its default does not say (None, or 'auto' beside a bool). Keys not listed take
+# the type of their default (an int key accepts a float only if it is integral: 1e3 from YAML is 1000.0).
+_NUMBER = (int, float)
+_TYPES: dict[str, tuple[type, ...]] = {
+    'name': (str,), 'base': (str,), 'model': (str,), 'notes': (str,),
+    'data.dataset': (str,), 'data.root': (str,), 'data.input_size': (list,),
+    'schedule.iters_per_epoch': (int,),
+    'eval.protocol': (str,), 'eval.test_sampling': (str,), 'eval.seq_len': (int,), 'eval.distance': (str,),
+    'train.amp': (str, bool), 'train.channels_last': (str, bool), 'train.device': (str,),
+    'train.grad_clip': _NUMBER, 'train.max_steps': (int,),
+}
+# element types of list-valued keys
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {
+    'schedule.milestones': (int,), 'optim.betas': _NUMBER, 'data.input_size': (int,),
+}
+_TYPE_NAMES = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'a string', list: 'a list',
+               dict: 'a mapping'}
+
+
 class RecipeError(ValueError):
     """A recipe file or override that cannot be used (names the file and the key)."""
+
+
+def _allowed_types(dotted: str, default: Any) -> Optional[tuple[type, ...]]:
+    if dotted in _TYPES:
+        return _TYPES[dotted]
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return (bool,)
+    return _NUMBER if isinstance(default, float) else (type(default),)
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int subclass: `true` is no epoch count, and 1 is no switch
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def _checked(dotted: str, value: Any, default: Any, source: str) -> Any:
+    """``value`` for the leaf key ``dotted`` if its type fits (integral floats become ints), else a RecipeError."""
+    types = _allowed_types(dotted, default)
+    if value is None or types is None:  # None restores a default; a key without a known type is free-form
+        return value
+    if int in types and float not in types and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not _is(value, types):
+        want = ' or '.join(_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types))
+        got = 'a boolean' if isinstance(value, bool) else _TYPE_NAMES.get(type(value), type(value).__name__)
+        raise RecipeError(f'{source}: recipe key {dotted!r} must be {want}, got {value!r} ({got}).')
+    items = _ITEM_TYPES.get(dotted)
+    if items and isinstance(value, list):
+        value = [int(v) if int in items and isinstance(v, float) and v.is_integer() else v for v in value]
+        bad = [v for v in value if not _is(v, items)]
+        if bad:
+            want = ' or '.join(_TYPE_NAMES[t] for t in items if not (t is int and float in items))
+            raise RecipeError(f'{source}: every item of recipe key {dotted!r} must be {want}, got {bad[0]!r} in '
+                              f'{value!r}.')
+    return value
 
 
 class Recipe(dict):
@@ -160,8 +221,10 @@ def _merge(base: dict[str, Any], update: dict[str, Any], source: str, schema: Op
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value, source, None if free_form or schema is None else sub_schema, dotted + '.')
         else:
-            if isinstance(sub_schema, dict) and sub_schema and value is not None and not isinstance(value, dict):
+            if isinstance(sub_schema, dict) and value is not None and not isinstance(value, dict):
                 raise RecipeError(f'{source}: recipe key {dotted!r} must be a mapping, got {value!r}.')
+            if schema is not None and not isinstance(sub_schema, dict):
+                value = _checked(dotted, value, sub_schema, source)
             base[key] = copy.deepcopy(value)
 
 
@@ -237,6 +300,9 @@ def load_recipe(
     _merge(recipe, raw, source, DEFAULTS)
     recipe['base'] = None  # resolved: the stored recipe is self-contained
     apply_overrides(recipe, overrides)
+    if overrides:  # a bad value may come from either: name both
+        given = [f'{k}={v}' for k, v in overrides.items()] if isinstance(overrides, dict) else list(overrides)
+        source = f'{source} with --set {" ".join(given)}'
     _validate(recipe, source)
     return Recipe(recipe)
 
@@ -279,15 +345,34 @@ def _validate(recipe: dict[str, Any], source: str) -> None:
     if not recipe['loss']:
         raise RecipeError(f'{source}: the recipe has no loss terms (set loss.<name>: {{type: ..., weight: ...}}).')
     data, optim, sched = recipe['data'], recipe['optim'], recipe['schedule']
-    for key in ('seq_len', 'num_ids', 'num_instances'):
-        if not isinstance(data[key], int) or data[key] < 1:
-            raise RecipeError(f'{source}: data.{key} must be a positive integer, got {data[key]!r}.')
+    ev, train = recipe['eval'], recipe['train']
+    # the P x K batch (data.num_ids x data.num_instances) and the evaluation batch must hold something
+    for key, value, low in (('data.seq_len', data['seq_len'], 1), ('data.num_ids', data['num_ids'], 1),
+                            ('data.num_instances', data['num_instances'], 1),
+                            ('data.min_frames', data['min_frames'], 1),
+                            ('eval.batch_size', ev['batch_size'], 1), ('data.num_workers', data['num_workers'], 0),
+                            ('eval.num_workers', ev['num_workers'], 0), ('eval.every_epochs', ev['every_epochs'], 0),
+                            ('train.checkpoint_every', train['checkpoint_every'], 0),
+                            ('train.log_every', train['log_every'], 0),
+                            ('train.max_steps', train['max_steps'], 1), ('eval.seq_len', ev['seq_len'], 1),
+                            ('schedule.iters_per_epoch', sched['iters_per_epoch'], 1)):
+        if value is not None and (not _is(value, (int,)) or value < low):
+            kind = 'a positive integer' if low else 'an integer >= 0'
+            raise RecipeError(f'{source}: {key} must be {kind}, got {value!r}.')
+    for key, value in (('optim.lr', optim['lr']), ('optim.weight_decay', optim['weight_decay']),
+                       ('train.grad_clip', train['grad_clip']), ('schedule.warmup_epochs', sched['warmup_epochs'])):
+        if value is not None and not (_is(value, _NUMBER) and 0 <= value < float('inf')):
+            raise RecipeError(f'{source}: {key} must be a finite number >= 0, got {value!r}.')
+    size = data['input_size']
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise RecipeError(f'{source}: data.input_size must be [H, W] (positive integers), got {size!r}; better, drop '
+                          f'it: the frame size is model_kwargs.img_size.')
     if optim['name'] not in ('adam', 'adamw', 'sgd'):
         raise RecipeError(f'{source}: optim.name must be adam, adamw or sgd, got {optim["name"]!r}.')
     if sched['name'] not in ('multistep', 'step', 'constant', 'cosine'):
         raise RecipeError(f'{source}: schedule.name must be multistep, step, constant or cosine, '
                           f'got {sched["name"]!r}.')
-    if not isinstance(sched['epochs'], int) or sched['epochs'] < 1:
+    if not _is(sched['epochs'], (int,)) or sched['epochs'] < 1:
         raise RecipeError(f'{source}: schedule.epochs must be a positive integer, got {sched["epochs"]!r}.')
     for group in optim['param_groups']:
         if not isinstance(group, dict) or 'params' not in group or 'lr_scale' not in group:

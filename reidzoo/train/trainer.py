@@ -17,10 +17,16 @@ Exact resumption. A clip depends only on ``(seed, epoch, index)``, the sampler's
 NumPy, torch, CUDA) is saved in the checkpoint; the learning rate is a pure function of the position (epoch and
 batch within it). A run killed at any point and resumed from its last checkpoint therefore computes the same losses
 and ends with the same weights as an uninterrupted run: bit-for-bit on CPU with the same number of intra-op
-threads (they split float reductions), on GPU as far as cuDNN is deterministic (see ``train.deterministic``).
+threads (they split float reductions) and the same kernels (torch, oneDNN and MKL pick them by CPU instruction set,
+each with its own summation order), on GPU as far as cuDNN is deterministic (see ``train.deterministic``). Two fresh
+runs on one machine are bit-identical under the same conditions; another thread count or CPU type trains a
+(slightly) different model from the same seed (``docs/training.md`` has the measurements).
 
 A non-finite loss term stops the run with :class:`NonFiniteLossError` naming the step and the term, before the
-optimiser touches the weights and without writing a checkpoint, so the last good checkpoint stays as it was.
+optimiser touches the weights and without writing a checkpoint, so the last good checkpoint stays as it was. The
+message gives the command that continues from there with a lower learning rate: ``optim.lr`` and ``train.grad_clip``
+(:data:`RECORDED_RESUME_KEYS`) may change on ``--resume``; the change applies from the checkpoint's step on, is
+written to the run's ``recipe.yaml`` and recorded in ``log.jsonl`` (``{"type": "resume", "changed": ...}``).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP (nccl on CUDA, gloo on CPU). The
 recipe's P x K is the *global* batch: each of N ranks draws batches of P/N identities x K from the shared epoch plan.
@@ -34,6 +40,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +51,14 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..eval import evaluate
 from .checkpoint import CHECKPOINT_NAME, atomic_write, capture_rng_state, load_checkpoint, restore_rng_state, \
     save_checkpoint
 from .losses import ReIDLoss
-from .recipes import Recipe, RecipeError, apply_overrides, default_data_root, load_recipe
+from .recipes import Recipe, RecipeError, default_data_root, load_recipe
 
 __all__ = ['train', 'Trainer', 'RunResult', 'NonFiniteLossError', 'evaluate_model', 'build_optimizer',
-           'lr_factor', 'seed_everything', 'RESUMABLE_KEYS']
+           'lr_factor', 'seed_everything', 'RESUMABLE_KEYS', 'RECORDED_RESUME_KEYS']
 
 _logger = logging.getLogger(__name__)
 
@@ -60,11 +68,9 @@ METRICS_FILE = 'metrics.json'
 # recipe keys a resumed run may change: they do not alter what is computed
 RESUMABLE_KEYS = ('train.max_steps', 'train.progress', 'train.checkpoint_every', 'train.log_every', 'train.device',
                   'data.num_workers', 'data.root', 'eval.num_workers', 'eval.batch_size')
-# the dataset's own protocol when a dataset object does not name one
-DEFAULT_PROTOCOLS = {
-    'mars': 'mars_official', 'lsvid': 'lsvid_official', 'dukev': 'dukev_standard', 'ilidsvid': 'ilidsvid_10split',
-    'prid2011': 'prid2011_10split', 'synthvid': 'synthvid_standard',
-}
+# recipe keys a resumed run may change although they alter what is computed from the checkpoint on (the remedies the
+# non-finite-loss message advises): the change is written to the run's recipe.yaml and recorded in log.jsonl
+RECORDED_RESUME_KEYS = ('optim.lr', 'train.grad_clip')
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -144,7 +150,8 @@ def build_optimizer(model: nn.Module, optim: dict[str, Any]) -> torch.optim.Opti
         else:
             buckets[-1].append(param)
     scales = [float(s['lr_scale']) for s in specs] + [1.0]
-    groups = [{'params': ps, 'lr': optim['lr'] * s, 'initial_lr': optim['lr'] * s}
+    # lr_scale is kept in the group (and so in the checkpoint): a resume with another optim.lr rescales from it
+    groups = [{'params': ps, 'lr': optim['lr'] * s, 'initial_lr': optim['lr'] * s, 'lr_scale': s}
               for ps, s in zip(buckets, scales) if ps]
     for spec, ps in zip(specs, buckets):
         if not ps:
@@ -173,27 +180,18 @@ def evaluate_model(
         amp: bool = False,
         progress: bool = False,
 ) -> dict[str, Any]:
-    """Score ``model`` on ``dataset`` with a named protocol.
+    """Score ``model`` on ``dataset`` with a named protocol, through the one pipeline :func:`reidzoo.eval.evaluate`.
 
     Tracklet embeddings are the mean of the embeddings of the tracklet's test clips (the model's own test sampling
-    unless overridden); the distance is the model's (``pretrained_cfg['distance']``) unless overridden.
+    unless overridden); the distance is the model's (``pretrained_cfg['distance']``) unless overridden; the protocol
+    defaults to the dataset's own (:func:`reidzoo.spec.datasets.default_protocol`).
 
     Returns:
         ``{'protocol', 'mAP', 'mINP', 'rank1', 'rank5', 'rank10', 'rank20', 'num_valid_queries'}`` (fractions).
     """
-    from ..eval.extract import extract_features
-    from ..eval.protocols import build_eval_sets, evaluate_protocol, get_protocol
-    protocol = protocol or getattr(dataset, 'default_protocol', None) or DEFAULT_PROTOCOLS[dataset.name]
-    distance = distance or model.pretrained_cfg.get('distance', 'cosine')
-    spec = get_protocol(protocol)
-    sets = build_eval_sets(dataset, spec)
-    # every tracklet the protocol ranks, once (queries may also be gallery items)
-    feats = extract_features(model, sets.unique_tracklets, test_sampling=test_sampling, seq_len=seq_len,
-                             batch_size=batch_size, num_workers=num_workers, device=device, amp=amp,
-                             progress=progress)
-    result = evaluate_protocol(feats, sets, spec, distance=distance)
+    result = evaluate(model, dataset, protocol, distance=distance, test_sampling=test_sampling, seq_len=seq_len,
+                      batch_size=batch_size, num_workers=num_workers, device=device, amp=amp, progress=progress)
     metrics = result.as_dict()
-    metrics['protocol'] = protocol
     del metrics['num_queries'], metrics['ap']
     return metrics
 
@@ -234,15 +232,22 @@ class Trainer:
         recipe: a loaded :class:`~reidzoo.train.recipes.Recipe`.
         output_dir: the run directory (created).
         resume: continue from ``output_dir/checkpoint.pt``.
+        resume_changes: recipe keys this resumed run changes (:data:`RECORDED_RESUME_KEYS`), ``{key: (old, new)}``;
+            recorded in ``log.jsonl`` and written to the run's ``recipe.yaml``.
+        trust_pickle: unpickle the checkpoint without restrictions (only for format-1 checkpoints your own runs
+            wrote; see :func:`~reidzoo.train.checkpoint.load_checkpoint`).
         callbacks: called as ``callback(trainer, record)`` after every optimisation step (after any checkpoint of
             that step is written); ``record`` holds ``step``, ``epoch`` and the loss terms. Raising stops the run.
     """
 
     def __init__(self, recipe: Recipe, output_dir: Union[str, Path], resume: bool = False,
-                 callbacks: Sequence[Callable[['Trainer', dict[str, Any]], None]] = ()):
+                 callbacks: Sequence[Callable[['Trainer', dict[str, Any]], None]] = (), *,
+                 resume_changes: Optional[dict[str, tuple[Any, Any]]] = None, trust_pickle: bool = False):
         self.recipe = recipe
         self.output_dir = Path(output_dir)
         self.resume = resume
+        self.resume_changes = dict(resume_changes or {})
+        self.trust_pickle = trust_pickle
         self.callbacks = list(callbacks)
         t = recipe['train']
         want = t['device']
@@ -277,7 +282,7 @@ class Trainer:
 
     def setup(self) -> None:
         """Build data, model, optimiser and loss (and restore the checkpoint when resuming); :meth:`fit` calls it."""
-        from .. import create_model
+        from ..models import create_model
         from ..data import build_dataset
         from ..data.samplers import RandomIdentitySampler
         from ..data.transforms import build_clip_transform
@@ -307,9 +312,14 @@ class Trainer:
 
         kwargs = dict(r['model_kwargs'])
         kwargs.setdefault('num_classes', self.dataset.num_train_pids)
-        overlay = {}
-        if data['input_size']:
-            overlay['input_size'] = (3, *data['input_size'])
+        if data['input_size']:  # deprecated second statement of the frame size (older recipes)
+            if 'img_size' in kwargs and list(kwargs['img_size']) != list(data['input_size']):
+                raise RecipeError(f'The recipe states the frame size twice and differently: model_kwargs.img_size='
+                                  f'{list(kwargs["img_size"])}, data.input_size={list(data["input_size"])}. Keep only '
+                                  f'model_kwargs.img_size.')
+            kwargs.setdefault('img_size', list(data['input_size']))
+        # the model's cfg (its transforms, `reidzoo info`, the exported config) describes the size it was built for
+        overlay = {'input_size': (3, *kwargs['img_size'])} if 'img_size' in kwargs else {}
         self.model = create_model(r['model'], pretrained_backbone=bool(r['pretrained_backbone']) and not self.resume,
                                   pretrained_cfg_overlay=overlay or None, **kwargs)
         # what `reidzoo export` needs to rebuild this exact model without the dataset
@@ -336,12 +346,15 @@ class Trainer:
                                              world_size=self.world_size)
         transform = build_clip_transform(self.model.pretrained_cfg, train=True, **data['augment'])
         self.train_data = VideoClipDataset(train_set, data['seq_len'], data['sampling'], transform, seed=seed)
-        # the P x K plan of an epoch varies in length with the random grouping: estimate the run's length from
-        # epoch 0 for the progress bar; each epoch runs its own plan (capped by schedule.iters_per_epoch)
-        self.iters_per_epoch = self._epoch_length(0)
-        if self.iters_per_epoch < 1:
+        # the P x K plan of an epoch varies in length with the random grouping (each epoch runs its own plan, capped
+        # by schedule.iters_per_epoch): the run's length is the sum over epochs, so the progress bar ends at its total
+        lengths = [self._epoch_length(e) for e in range(r['schedule']['epochs'])]
+        self.iters_per_epoch = lengths[0]
+        if min(lengths) < 1:
             raise RecipeError(f'The training set gives no full batch of {p} identities x {k} clips.')
-        self.total_steps = r['schedule']['epochs'] * self.iters_per_epoch
+        self.total_steps = sum(lengths)
+        if t['max_steps']:
+            self.total_steps = min(self.total_steps, int(t['max_steps']))
 
         self.optimizer = build_optimizer(self.model, r['optim'])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -397,19 +410,29 @@ class Trainer:
         self.last_checkpoint_step = self.step
 
     def _restore(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, map_location='cpu')
+        state = load_checkpoint(self.checkpoint_path, map_location='cpu', trust_pickle=self.trust_pickle)
         if state['world_size'] != self.world_size:
             raise RuntimeError(f'{self.checkpoint_path} was written by {state["world_size"]} processes; resume it with '
                                f'the same number (torchrun --nproc_per_node {state["world_size"]}) to continue '
                                f'the same run.')
         self.model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
+        if 'optim.lr' in self.resume_changes:  # the checkpoint's groups carry the old base rate
+            old_lr, new_lr = self.resume_changes['optim.lr']
+            for group in self.optimizer.param_groups:
+                scale = group.get('lr_scale', group['initial_lr'] / float(old_lr))
+                group['initial_lr'] = float(new_lr) * scale
         self.scaler.load_state_dict(state['scaler'])
         self.step, self.epoch, self.step_in_epoch = state['step'], state['epoch'], state['step_in_epoch']
         self.metrics = state.get('metrics', {})
         self.last_checkpoint, self.last_checkpoint_step = self.checkpoint_path, self.step
         restore_rng_state(state['rng'][self.rank])
         if self.is_main:
+            changed = ''.join(f', {k} {old} -> {new}' for k, (old, new) in self.resume_changes.items())
+            print(f'resuming {self.output_dir} from step {self.step} (epoch {self.epoch}, batch '
+                  f'{self.step_in_epoch} of {self._epoch_length(self.epoch)}){changed}', file=sys.stderr)
+            if self.resume_changes:  # a later resume without --set must keep the changed values
+                atomic_write(self.output_dir / RECIPE_FILE, lambda f: f.write(self.recipe.dump()), mode='w')
             for stale in self.output_dir.glob(f'.{CHECKPOINT_NAME}.*.tmp'):  # a writer killed mid-write
                 stale.unlink(missing_ok=True)
             # drop log lines written after the checkpoint: they will be computed again
@@ -446,13 +469,26 @@ class Trainer:
         record = dict(zip(names, values))
         bad = [n for n, v in record.items() if not math.isfinite(v)]
         if bad:
-            where = (f'the last good checkpoint {self.last_checkpoint} (step {self.last_checkpoint_step}) is intact'
-                     if self.last_checkpoint else 'no checkpoint had been written yet')
+            lower = f'{float(self.recipe["optim"]["lr"]) / 10:g}'
+            fresh = (f'reidzoo train --recipe {self.output_dir / RECIPE_FILE} --output {{}} --set optim.lr={lower}')
+            if self.last_checkpoint and self.last_checkpoint_step < self.step:
+                # the weights of the failed step came from updates after the checkpoint: a lower rate changes them
+                where = (f'the last good checkpoint {self.last_checkpoint} (step {self.last_checkpoint_step}) is '
+                         f'intact. Continue from it with a lower learning rate: reidzoo train --resume --output '
+                         f'{self.output_dir} --set optim.lr={lower}')
+            elif self.last_checkpoint:
+                # this forward ran on the checkpoint's own weights: resuming (at any rate) would compute it again
+                where = (f'the checkpoint {self.last_checkpoint} (step {self.last_checkpoint_step}) is intact, but '
+                         f'its weights give this loss, so resuming from it cannot help. Start a new run with a lower '
+                         f'learning rate: ' + fresh.format(f'{self.output_dir}-lr{lower}'))
+            else:  # nothing to resume from: start again (the run directory holds no checkpoint, so it may be reused)
+                where = ('no checkpoint had been written yet. Start again with a lower learning rate: '
+                         + fresh.format(self.output_dir))
             raise NonFiniteLossError(
                 f'Non-finite loss at step {self.step + 1} (epoch {self.epoch}, batch {self.step_in_epoch}): '
                 + ', '.join(f'loss term {n!r} = {record[n]}' for n in bad)
-                + f'. The run stopped before the update; {where}. Lower optim.lr, set train.grad_clip, or check the '
-                  f'data, then continue with --resume.')
+                + f'. The run stopped before the update; {where} (add train.grad_clip=5 to clip gradients), or '
+                  f'check the data.')
         return record
 
     def _epoch_length(self, epoch: int) -> int:
@@ -529,7 +565,9 @@ class Trainer:
         max_steps = t['max_steps']
         log_every = max(1, int(t['log_every']))
         if self.resume:
-            self._log({'type': 'resume', 'step': self.step, 'epoch': self.epoch, 'world_size': self.world_size})
+            self._log({'type': 'resume', 'step': self.step, 'epoch': self.epoch, 'world_size': self.world_size,
+                       **({'changed': {k: list(v) for k, v in self.resume_changes.items()}}
+                          if self.resume_changes else {})})
         else:
             self._log({'type': 'start', 'step': 0, 'recipe': self.recipe['name'], 'world_size': self.world_size,
                        'iters_per_epoch': self.iters_per_epoch, 'epochs': epochs, 'device': str(self.device)})
@@ -602,32 +640,41 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def _resolve(recipe: Union[str, Path, dict, Recipe], overrides: Union[Iterable[str], dict[str, Any], None],
-             output_dir: Path, resume: bool) -> Recipe:
-    """The recipe of a run; a resumed run uses the recipe stored in its directory."""
+def _resolve(recipe: Union[str, Path, dict, Recipe, None], overrides: Union[Iterable[str], dict[str, Any], None],
+             output_dir: Path, resume: bool) -> tuple[Recipe, dict[str, tuple[Any, Any]]]:
+    """The recipe of a run and, when resuming, the :data:`RECORDED_RESUME_KEYS` it changes (``{key: (old, new)}``).
+
+    A resumed run uses the recipe stored in its directory, with ``overrides`` (or the ``recipe`` given) applied; only
+    :data:`RESUMABLE_KEYS` and :data:`RECORDED_RESUME_KEYS` may differ from the stored one.
+    """
     stored = output_dir / RECIPE_FILE
     if not resume:
         if recipe is None:
             raise RecipeError('No recipe given: pass --recipe NAME_OR_PATH (see `reidzoo train --list`).')
-        return recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)
+        return (recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)), {}
     if not stored.is_file():
         raise FileNotFoundError(f'Cannot resume: {stored} does not exist (is {output_dir} a reidzoo run directory?).')
     saved = load_recipe(stored)
     if recipe is not None:
-        given = load_recipe(recipe, overrides) if not isinstance(recipe, Recipe) else recipe
-        changed = _diff(saved.to_dict(), given.to_dict())
-        bad = [k for k in changed if k not in RESUMABLE_KEYS]
-        if bad:
-            raise RecipeError(f'Cannot resume {output_dir} with a different recipe: {", ".join(bad)} differ from '
-                              f'{stored}. Only {", ".join(RESUMABLE_KEYS)} may change on resume.')
-        return given
-    if overrides:
-        apply_overrides(saved, overrides)
-        bad = [k for k in _diff(load_recipe(stored).to_dict(), saved.to_dict()) if k not in RESUMABLE_KEYS]
-        if bad:
-            raise RecipeError(f'Cannot change {", ".join(bad)} when resuming; only {", ".join(RESUMABLE_KEYS)} may '
-                              f'change.')
-    return saved
+        given = recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)
+    else:
+        given = load_recipe(stored, overrides)
+    changed = _diff(saved.to_dict(), given.to_dict())
+    bad = [k for k in changed if k not in RESUMABLE_KEYS + RECORDED_RESUME_KEYS]
+    if bad:
+        raise RecipeError(
+            f'Cannot resume {output_dir} with {", ".join(bad)} changed from {stored}: a resumed run continues the same '
+            f'computation. Only {", ".join(RESUMABLE_KEYS)} (they change nothing computed) and '
+            f'{", ".join(RECORDED_RESUME_KEYS)} (recorded in the run log) may change; start a new run (another '
+            f'--output) to change the others.')
+    return given, {k: (_get(saved, k), _get(given, k)) for k in changed if k in RECORDED_RESUME_KEYS}
+
+
+def _get(recipe: dict[str, Any], dotted: str) -> Any:
+    value: Any = recipe
+    for key in dotted.split('.'):
+        value = value[key]
+    return value
 
 
 def _diff(a: Any, b: Any, prefix: str = '') -> list[str]:
@@ -645,6 +692,7 @@ def train(
         output_dir: Union[str, Path] = 'runs/reidzoo',
         resume: bool = False,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        trust_pickle: bool = False,
 ) -> RunResult:
     """Train a model from a recipe.
 
@@ -653,12 +701,16 @@ def train(
             (the run directory's ``recipe.yaml`` is used).
         overrides: ``['optim.lr=1e-4', ...]`` or ``{'optim.lr': 1e-4}``.
         output_dir: run directory for ``recipe.yaml``, ``checkpoint.pt``, ``log.jsonl`` and ``metrics.json``.
-        resume: continue the run in ``output_dir`` from its last checkpoint.
+        resume: continue the run in ``output_dir`` from its last checkpoint. ``overrides`` may then change only
+            :data:`RESUMABLE_KEYS` and :data:`RECORDED_RESUME_KEYS` (e.g. a lower ``optim.lr`` after a non-finite
+            loss; recorded in ``log.jsonl``).
         callbacks: ``callback(trainer, record)`` after every step (see :class:`Trainer`).
+        trust_pickle: unpickle the checkpoint without restrictions (format-1 checkpoints of your own runs only).
 
     Returns:
         A :class:`RunResult` with the final metrics and the trained model.
     """
     output_dir = Path(output_dir)
-    resolved = _resolve(recipe, overrides, output_dir, resume)
-    return Trainer(resolved, output_dir, resume=resume, callbacks=callbacks).fit()
+    resolved, changes = _resolve(recipe, overrides, output_dir, resume)
+    return Trainer(resolved, output_dir, resume=resume, callbacks=callbacks, resume_changes=changes,
+                   trust_pickle=trust_pickle).fit()
