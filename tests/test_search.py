@@ -318,14 +318,16 @@ def test_gallery_from_dataset_tracklets_keeps_pid_and_camid(tracklets_and_model)
     assert idx[0, 0] == 3 and rows[0][0]['pid'] == 13 and q_meta[0]['pid'] == -1
 
 
-def test_cli_index_from_extract_embeddings(tracklets_and_model, tmp_path):
+def test_cli_index_from_extract_embeddings(tracklets_and_model, tmp_path, capsys):
+    pytest.importorskip('faiss')
     from reidzoo.cli import main
     dirs, model = tracklets_and_model
     emb = tmp_path / 'emb.safetensors'
     assert main(['extract', model, *dirs, '--out', str(emb)]) == 0
-    assert main(['index', 'build', '--embeddings', str(emb), '--out', str(tmp_path / 'ix')]) == 0
+    assert main(['index', 'build', '--embeddings', str(emb), '--out', str(tmp_path / 'ix'), '--kind', 'hnsw']) == 0
+    assert 'recall@10 against exact search' in capsys.readouterr().out
     index = GalleryIndex.load(tmp_path / 'ix')
-    assert index.metric == 'sqeuclidean' and [m['name'] for m in index.metadata] == dirs
+    assert index.kind == 'hnsw' and index.metric == 'sqeuclidean' and [m['name'] for m in index.metadata] == dirs
     out = tmp_path / 'r.json'
     assert main(['search', str(tmp_path / 'ix'), '--model', model, '--query', dirs[4], '-k', '2',
                  '--out', str(out)]) == 0
