@@ -15,10 +15,11 @@ the queries), ``float16`` (distances quantised to float16) and ``uint8`` (256 di
 give). Equal distances rank by gallery index, as a stable sort would; the reference loop checks exactly that.
 
 Timed, in one run: ``evaluate_rank`` (default and trapezoid/all-queries), a plain per-query loop (stable argsort of
-each row, the definition in docs/datasets-and-protocols.md) and a bare ``np.argsort`` of the whole matrix. torchreid's Cython
-evaluator is not run here (never run reference code); the issue measured it at about 1.4-1.7x the bare argsort, so
-``ours / argsort`` below 0.7-0.85 means "2x faster than Cython". Peak memory is the growth of the process's resident
-high-water mark during each step (Linux ``/proc/self/clear_refs``), which also counts torch allocations.
+each row, the definition in docs/datasets-and-protocols.md) and a bare ``np.argsort`` of the whole matrix. torchreid's
+Cython evaluator is not run here (never run reference code); the issue measured it at about 1.4-1.7x the bare
+argsort, so ``ours / argsort`` below 0.7-0.85 means "2x faster than Cython". Peak memory is the growth of the
+process's resident high-water mark during each step (Linux ``/proc/self/clear_refs``), which also counts torch
+allocations.
 """
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def run(scale: int, ties: str, args) -> None:
     nq, ng = distmat.shape
     distinct = np.mean([len(np.unique(row)) / len(row) for row in distmat[:200]])
     print(f'\n== {nq} queries x {ng} gallery ({len(np.unique(gp[gp > 0]))} gallery pids + distractors, '
-          f'float32 distmat {distmat.nbytes / 2**20:.0f} MB), ties: {ties} ({100 * distinct:.0f}% distinct values per row) ==')
+          f'float32 distmat {distmat.nbytes / 2**20:.0f} MB), ties: {ties} '
+          f'({100 * distinct:.0f}% distinct values per row) ==')
     rows = []
     ours, t_ours, m_ours = measure(lambda: evaluate_rank(distmat, qp, gp, qc, gc), args.repeats)
     rows.append(('evaluate_rank (step, skip)', t_ours, m_ours))

@@ -129,3 +129,19 @@ def test_tracklet_key_names_a_missing_frame(tmp_path):
     assert tracklet_key([str(frame)]) != tracklet_key([str(frame), str(frame)])
     with pytest.raises(FileNotFoundError, match='f2.jpg'):
         tracklet_key([str(frame), str(tmp_path / 'f2.jpg')])
+
+
+def test_weights_id_of_a_model_without_state_dict_hashes_its_weights_file(tmp_path):
+    import hashlib
+
+    class Embedder:  # like reidzoo.deploy.OnnxEmbedder: the graph file holds the weights
+        def __init__(self, path):
+            self.path = path
+
+    graph = tmp_path / 'm.onnx'
+    graph.write_bytes(b'weights v1')
+    assert weights_id(Embedder(graph)) == hashlib.sha256(b'weights v1').hexdigest()
+    graph.write_bytes(b'weights v2')
+    assert weights_id(Embedder(graph)) == hashlib.sha256(b'weights v2').hexdigest()
+    with pytest.raises(TypeError, match='cache=None'):
+        weights_id(object())

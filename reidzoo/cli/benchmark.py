@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'own generation record (default: none, SynthVID then uses its cache folder)')
     parser.add_argument('--dataset-kwargs', default='{}',
                         help='JSON build_dataset kwargs, e.g. {"split_id": 0} (default: {})')
-    parser.add_argument('--protocol', nargs='+', default=None, help="protocol names (default: the dataset's own)")
-    parser.add_argument('--rerank', action='store_true', help='also report k-reciprocal re-ranking rows')
+    parser.add_argument('--protocol', nargs='+', default=None, help="protocol names, e.g. mars_official (default: each dataset's own)")
+    parser.add_argument('--rerank', action='store_true', help='also report k-reciprocal re-ranking rows (default: off)')
     parser.add_argument('--model-kwargs', default='{}', help='JSON architecture arguments (default: {})')
     parser.add_argument('--batch-size', type=positive_int, default=32, help='clips per forward pass (default: 32)')
     parser.add_argument('--workers', type=non_negative_int, default=2,

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
+from filelock import FileLock
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .._atomic import atomic_write
 
@@ -42,13 +45,21 @@ def weights_id(model: Any) -> str:
 
     The sha256 recorded in a config names the file that was meant to be loaded, not what is in memory (the file may
     have been replaced, the model fine-tuned or cast); hashing the tensors costs about 0.3 s per 100 MB. A model
-    without a ``state_dict`` (e.g. an ONNX Runtime session wrapper) must provide ``weights_sha256``.
+    without a ``state_dict`` gives ``weights_sha256``, or the weights file as ``path`` (an ONNX Runtime wrapper),
+    whose bytes are hashed.
     """
     if not hasattr(model, 'state_dict'):
         sha = getattr(model, 'weights_sha256', None)
+        path = getattr(model, 'path', None)  # e.g. OnnxEmbedder: the graph file holds the weights
+        if not sha and path is not None and os.path.isfile(path):
+            h = hashlib.sha256()
+            with open(path, 'rb') as f:
+                for block in iter(lambda: f.read(1 << 20), b''):
+                    h.update(block)
+            sha = h.hexdigest()
         if not sha:
-            raise TypeError(f'{type(model).__name__} has neither state_dict() nor weights_sha256: the feature cache '
-                            'cannot tell its weights apart; pass cache=None')
+            raise TypeError(f'{type(model).__name__} has neither state_dict(), weights_sha256 nor a weights file '
+                            '`path`: the feature cache cannot tell its weights apart; pass cache=None')
         return str(sha)
     h = hashlib.sha256()
     for name, value in model.state_dict().items():
@@ -118,7 +129,6 @@ class FeatureCache:
         return len(self._keys)
 
     def _lock(self):
-        from filelock import FileLock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path) + '.lock', timeout=_LOCK_TIMEOUT)
 
@@ -129,7 +139,6 @@ class FeatureCache:
         if not self.path.exists():
             return [], None
         try:
-            from safetensors import safe_open
             with safe_open(str(self.path), 'pt') as f:
                 keys = json.loads(f.metadata()['keys'])
                 feats = f.get_tensor('features')
@@ -176,7 +185,6 @@ class FeatureCache:
         self._merge(list(keys), feats.detach().cpu())
         if not persist:
             return
-        from safetensors.torch import save_file
         with self._lock():
             disk_keys, disk_feats = self._read()
             self._merge(disk_keys, disk_feats)

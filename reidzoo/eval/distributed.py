@@ -10,6 +10,7 @@ import os
 from typing import NamedTuple, Optional, Union
 
 import torch
+import torch.distributed as dist
 
 __all__ = ['DistInfo', 'init_distributed', 'gather_shards']
 
@@ -34,7 +35,6 @@ def init_distributed(device: Union[str, torch.device, None] = None) -> DistInfo:
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     if world_size <= 1:
         return DistInfo(0, 1, 0)
-    import torch.distributed as dist
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     device = torch.device(device) if device is not None else torch.device(
         'cuda' if torch.cuda.is_available() else 'cpu')
@@ -49,7 +49,6 @@ def gather_shards(shard: torch.Tensor, total: int, world_size: int) -> torch.Ten
     """Reassemble ``(total, D)`` rows from every rank's ``rows[rank::world_size]`` shard (a collective call)."""
     if world_size <= 1:
         return shard
-    import torch.distributed as dist
     parts: list[Optional[torch.Tensor]] = [None] * world_size
     dist.all_gather_object(parts, shard.cpu())
     dim = next(p.shape[1] for p in parts if p is not None and p.dim() == 2 and len(p))

@@ -17,9 +17,15 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
+from ..data.dataset import list_frames as _list_frames
+from ..data.transforms import build_clip_transform
+from ..data.video_dataset import TrackletClipsDataset, collate_tracklet_clips
+from ..models import create_model
 
 __all__ = ['extract_features', 'extract', 'list_frames']
 
@@ -42,7 +48,6 @@ def list_frames(folder: Union[str, Path]) -> tuple[str, ...]:
     path = Path(folder)
     if path.is_file():
         raise NotADirectoryError(f'{path} is a file; reidzoo extract takes folders of frames, one tracklet each')
-    from ..data.dataset import list_frames as _list_frames
     if path.is_dir() and not any(f.suffix.lower() in FRAME_SUFFIXES for f in path.iterdir() if f.is_file()):
         subdirs = sorted(d.name for d in path.iterdir() if d.is_dir())
         if subdirs:
@@ -54,10 +59,11 @@ def list_frames(folder: Union[str, Path]) -> tuple[str, ...]:
               if m}
     if len(groups) > 1:
         shown = ', '.join(f'pid {p} camera {c}' + (f' tracklet {t}' if t else '') for p, c, t in sorted(groups)[:4])
+        more = ', ...' if len(groups) > 4 else ''
         raise ValueError(
-            f'{path} mixes frames of {len(groups)} tracklets by their names ({shown}{", ..." if len(groups) > 4 else ""})'
-            '; this looks like a MARS/DukeMTMC identity folder. Embed each tracklet separately (one folder per '
-            'tracklet), or evaluate the whole dataset with reidzoo benchmark --dataset mars --root ...')
+            f'{path} mixes frames of {len(groups)} tracklets by their names ({shown}{more}); this looks like a '
+            'MARS/DukeMTMC identity folder. Embed each tracklet separately (one folder per tracklet), or evaluate '
+            'the whole dataset with reidzoo benchmark --dataset mars --root ...')
     return frames
 
 
@@ -106,9 +112,6 @@ def extract_features(
     Raises:
         FloatingPointError: an embedding is NaN or infinite (names the tracklets, the model and its dtype).
     """
-    from tqdm.auto import tqdm
-    from ..data.transforms import build_clip_transform
-    from ..data.video_dataset import TrackletClipsDataset, collate_tracklet_clips
     if int(batch_size) < 1:
         raise ValueError(f'batch_size must be a positive number of clips per forward pass, got {batch_size}')
     cfg = model.pretrained_cfg
@@ -197,7 +200,6 @@ def extract(
     ``out`` ending in ``.safetensors`` holds tensor ``embeddings (N, D)`` with the tracklet names and model
     cfg in its metadata; ``.npy`` writes the array and a ``<out>.json`` with the names. Writes are atomic.
     """
-    from .. import create_model
     if isinstance(model, str):
         model = create_model(model, pretrained=pretrained)
     dirs = [Path(d) for d in tracklet_dirs]
@@ -214,7 +216,6 @@ def extract(
         side = out.with_suffix('.json')
         atomic_write(side, lambda p: p.write_text(json.dumps(meta, indent=1)))
     else:
-        from safetensors.torch import save_file
         atomic_write(out, lambda p: save_file({'embeddings': feats.contiguous()}, str(p),
                                               metadata={'reidzoo': json.dumps(meta)}))
     return out

@@ -1,10 +1,10 @@
 """Exact, vectorised CMC / mAP / mINP for re-identification retrieval.
 
-:func:`evaluate_rank` implements the Market-1501 / MARS rule of torchreid's ``evaluate_rank`` and,
-as options, the official MATLAB rule of MARS-evaluation / LS-VID (trapezoid AP, every query averaged) and the mINP of
-AGW (Ye et al., "Deep Learning for Person Re-identification: A Survey and Outlook", TPAMI 2021, arXiv:2001.04193);
-``docs/datasets-and-protocols.md`` defines each. It gives exactly the numbers of a plain per-query loop that sorts each distance row (tests check this),
-without sorting the rows.
+:func:`evaluate_rank` implements the Market-1501 / MARS rule of torchreid's ``evaluate_rank`` and, as options, the
+official MATLAB rule of MARS-evaluation / LS-VID (trapezoid AP, every query averaged) and the mINP of AGW (Ye et al.,
+"Deep Learning for Person Re-identification: A Survey and Outlook", TPAMI 2021, arXiv:2001.04193);
+``docs/datasets-and-protocols.md`` defines each. It gives exactly the numbers of a plain per-query loop that sorts
+each distance row (tests check this), without sorting the rows.
 
 How it avoids the sort: a query's metrics only depend on the kept ranks of its positives, and the rank of a positive
 ``p`` is ``#{j: d_j < d_p} + #{j < p: d_j = d_p}`` (ties in gallery order) minus the junk items before it. Only a

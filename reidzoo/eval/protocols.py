@@ -1,8 +1,9 @@
 """Named evaluation protocols: which tracklets form the gallery, what is junk, which AP, which queries count.
 
 Published video re-ID numbers are only comparable under the same protocol: on MARS the gallery alone moves rank-1 by
-about 3 points and the AP formula mAP by 1.5-2 (``docs/datasets-and-protocols.md``). Every :class:`RankResult` produced here carries the
-protocol name. The protocol table itself lives in :mod:`reidzoo.spec.datasets` (re-exported here).
+about 3 points and the AP formula mAP by 1.5-2 (``docs/datasets-and-protocols.md``). Every :class:`RankResult`
+produced here carries the protocol name. The protocol table itself lives in :mod:`reidzoo.spec.datasets`
+(re-exported here).
 
 >>> sets = build_eval_sets(dataset, 'mars_query_in_gallery')
 >>> feats = embed(sets.unique_tracklets)          # each tracklet once, even when query ⊂ gallery

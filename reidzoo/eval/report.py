@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_write_text
+from .distance import compute_distance
 
 __all__ = ['LeaderboardRow', 'RankedExample', 'format_markdown', 'write_outputs', 'plot_cmc', 'plot_ranked_results']
 
@@ -141,7 +142,6 @@ def plot_ranked_results(model: str, dataset: str, sets: Any, feats: torch.Tensor
     """
     import matplotlib.pyplot as plt
     from PIL import Image
-    from .distance import compute_distance
     qf = feats[torch.as_tensor(sets.query_index)]
     gf = feats[torch.as_tensor(sets.gallery_index)]
     dist = compute_distance(qf, gf, distance)
