@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -36,11 +35,13 @@ import torch
 import torch.nn as nn
 
 from ._atomic import atomic_write, atomic_write_text
+from .spec.model_cfg import check_config_json, merge_model_cfg
 from .version import __version__
 
 __all__ = [
     'download_weights', 'load_safetensors', 'load_model_config', 'save_pretrained', 'push_to_hub', 'manifest_entry',
-    'sha256_file', 'WeightsIntegrityError', 'WeightsNotFoundError', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CARD_NAME',
+    'save_safetensors', 'verify_weights_file', 'sha256_file', 'WeightsIntegrityError', 'WeightsNotFoundError',
+    'HubEndpointError', 'WEIGHTS_NAME', 'CONFIG_NAME', 'CARD_NAME',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -57,8 +58,6 @@ _PREPROCESS_KEYS = (
     'input_size', 'num_frames', 'mean', 'std', 'interpolation', 'crop_pct', 'test_sampling', 'distance',
     'classifier', 'first_conv', 'fixed_input_size', 'license',
 )
-# cfg fields that are tuples in code and come back from JSON as lists
-_TUPLE_KEYS = ('input_size', 'mean', 'std')
 
 
 class WeightsIntegrityError(RuntimeError):
@@ -67,6 +66,10 @@ class WeightsIntegrityError(RuntimeError):
 
 class WeightsNotFoundError(FileNotFoundError):
     """Weights (or a repo's config.json) that cannot be obtained from the Hub, a mirror or the local cache."""
+
+
+class HubEndpointError(ValueError):
+    """An ``HF_ENDPOINT`` (or ``endpoint=``) that is not an http(s) URL."""
 
 
 # --- environment -------------------------------------------------------------------------------------------------
@@ -86,9 +89,15 @@ def _hub_settings(
     ``None`` when the Hub may be contacted, else why not.
     """
     from huggingface_hub import constants
+    origin = 'endpoint=' if endpoint else 'HF_ENDPOINT='
     endpoint = endpoint or os.environ.get('HF_ENDPOINT') or None
     if endpoint:
-        endpoint = endpoint.rstrip('/')
+        endpoint = endpoint.strip().rstrip('/')
+        # huggingface_hub would fail later with httpx's bare "UnsupportedProtocol" on the first request
+        if not re.match(r'^https?://[^/]', endpoint):
+            raise HubEndpointError(
+                f'{origin}{endpoint!r} is not an http(s) URL: give the scheme and host, e.g. '
+                f'HF_ENDPOINT=https://huggingface.co or HF_ENDPOINT=http://127.0.0.1:8090 (a mirror).')
     if cache_dir is None:
         if os.environ.get('HF_HUB_CACHE'):
             cache_dir = os.environ['HF_HUB_CACHE']
@@ -134,15 +143,31 @@ def _hub_download(
     offline = offline_reason is not None
     where = f'{filename} of Hub repo {repo_id} at revision {revision or "main"}'
     settings = _describe_settings(endpoint, cache_dir, offline_reason)
-    try:
-        path = hf_hub_download(
+    def download() -> str:
+        return hf_hub_download(
             repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
             local_files_only=offline, library_name=LIBRARY_NAME, library_version=__version__)
+
+    try:
+        try:
+            path = download()
+        except _transport_errors():
+            # a server that just failed a request may drop the pooled connection the next one reuses (olah does
+            # after answering an unknown revision): huggingface_hub passes that reset through unwrapped; retry once
+            path = download()
+    except _transport_errors() as e:
+        raise WeightsNotFoundError(
+            f'Could not download {where} ({settings}): the endpoint cannot be reached or dropped the connection '
+            f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}). Check the network and '
+            f'HF_ENDPOINT, or use a prefilled cache with HF_HUB_OFFLINE=1.') from e
     except GatedRepoError as e:
         raise WeightsNotFoundError(
             f'Could not download {where}: the repo is gated or private ({settings}). Accept its terms on the Hub and '
             f'log in (`hf auth login`) or set HF_TOKEN.') from e
     except RepositoryNotFoundError as e:
+        missing = _missing_revision(repo_id, revision, endpoint)  # a mirror may answer a missing branch this way
+        if missing:
+            raise WeightsNotFoundError(f'Could not download {where} ({settings}): {missing}') from e
         raise WeightsNotFoundError(
             f'Could not download {where}: the repo (or the file at that revision) was not found ({settings}). '
             f'Check the repo id and revision (weights_manifest.json / REIDZOO_MANIFESTS or the hf-hub: name), '
@@ -157,6 +182,9 @@ def _hub_download(
                     'without HF_HUB_OFFLINE), point HF_HOME/HF_HUB_CACHE at a cache that holds it, or go online '
                     '(unset HF_HUB_OFFLINE).')
         else:
+            missing = _missing_revision(repo_id, revision, endpoint)
+            if missing:
+                raise WeightsNotFoundError(f'Could not download {where} ({settings}): {missing}') from e
             cause = e.__cause__ or e.__context__
             detail = f' ({type(cause).__name__}: {str(cause).splitlines()[0]})' if cause and str(cause) else ''
             hint = (f'The endpoint could not be reached or answered with an error{detail}, and no cached copy exists: '
@@ -175,6 +203,38 @@ def _hub_download(
             f'Could not download {where}: HTTP {status} from the endpoint ({settings}): {str(e).splitlines()[0]}. '
             f'Check HF_ENDPOINT and retry; a mirror may be missing the repo or revision.') from e
     return Path(path)
+
+
+def _missing_revision(repo_id: str, revision: Optional[str], endpoint: Optional[str]) -> Optional[str]:
+    """Why a download at ``revision`` failed, if the reason is that the revision does not exist; else ``None``.
+
+    Asked only after a failure: a server may answer a revision it does not have with a reset connection or an
+    HTTP 500 (olah does) instead of the Hub's 404, which huggingface_hub then reports as "cannot reach the endpoint".
+    """
+    if not revision or revision == 'main':
+        return None
+    from huggingface_hub import HfApi
+    api = HfApi(endpoint=endpoint, library_name=LIBRARY_NAME, library_version=__version__)
+    for attempt in range(2):  # the server may have dropped the pooled connection after its failed answer
+        try:
+            refs = api.list_repo_refs(repo_id)
+            break
+        except Exception:  # noqa: BLE001 - the endpoint is unreachable as well: the caller's message says so
+            if attempt:
+                return None
+    heads = {ref.name: ref.target_commit for ref in [*refs.branches, *refs.tags]}
+    if revision in heads or revision in heads.values():
+        return None
+    if _COMMIT_RE.match(revision):  # an older commit is not a head: ask for it
+        try:
+            api.model_info(repo_id, revision=revision)
+            return None
+        except Exception:  # noqa: BLE001 - RevisionNotFound on the Hub, an HTTP error on some mirrors
+            pass
+    listed = ', '.join(f'{name} ({commit[:12]})' for name, commit in heads.items()) or 'none'
+    kind = 'commit' if _COMMIT_RE.match(revision) else 'branch or tag'
+    return (f'revision {revision!r} is not a {kind} of {repo_id} (branches and tags: {listed}). Use a commit listed '
+            f'in weights_manifest.json / REIDZOO_MANIFESTS, or a branch or tag of the repo.')
 
 
 # --- integrity ---------------------------------------------------------------------------------------------------
@@ -217,6 +277,25 @@ def _verify_file(path: Path, *, sha256: Optional[str], num_bytes: Optional[int],
         raise WeightsIntegrityError(
             f'{origin}: sha256 mismatch: expected {sha256.lower()}, got {actual} ({size} bytes). '
             f'Cached copy: {cached}. {fix}')
+
+
+def verify_weights_file(path: Union[str, Path], cfg: dict[str, Any], origin: Optional[str] = None) -> None:
+    """Check a local weight file against the ``sha256`` / ``num_bytes`` its cfg records (as for Hub downloads).
+
+    Used for ``local-dir:`` folders, whose ``config.json`` records both, and for
+    ``pretrained_cfg_overlay=dict(file=...)`` on a cfg that records them.
+
+    Raises:
+        WeightsIntegrityError: the file's size or sha256 differs from the recorded one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'Weights file {path} does not exist (named by the cfg of '
+                                f'{cfg.get("architecture", "?")}).')
+    origin = origin or f'Weights file {path} (model {cfg.get("architecture", "?")})'
+    fix = ('The file was changed, truncated or replaced after its config.json was written: write the folder again '
+           '(reidzoo.hub.save_pretrained / `reidzoo export`), or restore the original file.')
+    _verify_file(path, sha256=cfg.get('sha256'), num_bytes=cfg.get('num_bytes'), origin=origin, fix=fix)
 
 
 def download_weights(
@@ -275,7 +354,31 @@ def load_safetensors(path: Union[str, Path]) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device='cpu')
     except SafetensorError as e:
-        raise ValueError(f'{path} is not a readable safetensors file ({e}); delete it and download it again.') from e
+        raise ValueError(f'{path} is not a readable safetensors file ({e}): it is truncated or corrupt. Write or '
+                         f'download it again.') from e
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Union[str, Path],
+                     metadata: Optional[dict[str, str]] = None) -> Path:
+    """Write ``tensors`` as a safetensors file whose bytes depend only on the tensors and the metadata.
+
+    ``safetensors`` stores ``__metadata__`` from a Rust hash map whose key order changes from process to process, so
+    the same weights saved twice got two sha256. The header is rewritten with sorted keys and no whitespace (padded
+    with spaces to 8 bytes, as safetensors does), so a manifest's sha256 names the weights, not the moment of
+    export. The write is atomic.
+    """
+    import struct
+    from safetensors.torch import save
+    raw = save(tensors, metadata=metadata)
+    (header_len,) = struct.unpack('<Q', raw[:8])
+    header = json.loads(raw[8:8 + header_len])
+    body = raw[8 + header_len:]  # the tensor bytes; header offsets are relative to their start
+    text = json.dumps(header, sort_keys=True, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)
+    data = struct.pack('<Q', len(text)) + text + body
+    path = Path(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return path
 
 
 # --- config.json -------------------------------------------------------------------------------------------------
@@ -294,30 +397,22 @@ def _jsonable(value: Any) -> Any:
     return None
 
 
-def _cfg_from_json(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: (tuple(v) if k in _TUPLE_KEYS and isinstance(v, list) else v) for k, v in cfg.items()}
-
-
 def _model_args_from_json(model_args: dict[str, Any]) -> dict[str, Any]:
     # JSON has no tuples; model arguments such as img_size=(256, 128) were tuples when saved
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_args.items()}
 
 
 def _read_config(path: Path, origin: str) -> dict[str, Any]:
+    """A repo's ``config.json``, type-checked key by key (errors name the file and the key)."""
     try:
-        config = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
+        config = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{CONFIG_NAME} of {origin} ({path}) is not valid JSON: {e}') from None
-    from .models import is_model
     arch = config.get('architecture') if isinstance(config, dict) else None
     if not arch:
         raise ValueError(f'{CONFIG_NAME} of {origin} ({path}) has no "architecture": it was not written by '
                          f'reidzoo.hub.save_pretrained.')
-    if not is_model(arch):
-        from .models._registry import suggest_models
-        close = ', '.join(suggest_models(arch)) or 'none'
-        raise ValueError(f'{CONFIG_NAME} of {origin} names architecture {arch!r}, which reidzoo {__version__} does '
-                         f'not have (closest: {close}). Upgrade reidzoo.')
+    check_config_json(config, f'{CONFIG_NAME} of {origin} ({path})')
     return config
 
 
@@ -345,9 +440,14 @@ def load_model_config(
         cache_dir, endpoint, local_files_only: as in :func:`download_weights`.
 
     Returns:
-        ``(architecture, model_args, pretrained_cfg)``. The cfg names the weights: for ``hf-hub`` their repo, the
-        commit the revision resolved to (so a later push to the branch cannot change what this model loads),
-        ``filename``, ``sha256`` and ``num_bytes``; for ``local-dir`` the ``file`` in the folder.
+        ``(architecture, model_args, weights_cfg)``: what the repo records, without the architecture's defaults
+        (the builder merges those; this module does not know the registry). ``weights_cfg`` holds the repo's
+        preprocessing cfg, provenance, ``num_classes``, ``sha256`` and ``num_bytes``, and names the weights: for
+        ``hf-hub`` their repo, the commit the revision resolved to (so a later push to the branch cannot change what
+        this model loads) and ``filename``; for ``local-dir`` the ``file`` in the folder (verified before loading).
+
+    Raises:
+        reidzoo.spec.model_cfg.CfgError: an unknown key, or a value of the wrong type, in ``config.json``.
     """
     if source == 'hf-hub':
         repo_id, revision = _parse_hub_name(name)
@@ -367,10 +467,8 @@ def load_model_config(
         weights = {'file': str(folder / (config.get('filename') or WEIGHTS_NAME))}
     else:
         raise ValueError(f'Unknown model source {source!r}: use "hf-hub" or "local-dir".')
-    from .models import get_arch_default_cfg
     arch = config['architecture']
-    cfg = get_arch_default_cfg(arch)
-    cfg.update(_cfg_from_json(config.get('pretrained_cfg', {})))
+    cfg = merge_model_cfg(config.get('pretrained_cfg') or {})
     for key in ('sha256', 'num_bytes', 'num_classes', 'dataset', 'protocol', 'metrics', 'license', 'source'):
         if config.get(key) is not None:
             cfg[key] = config[key]
@@ -480,7 +578,6 @@ def save_pretrained(
     Returns:
         ``save_dir`` as a Path.
     """
-    from safetensors.torch import save_file
     cfg = dict(getattr(model, 'pretrained_cfg', None) or {})
     arch = cfg.get('architecture')
     if not arch:
@@ -492,7 +589,7 @@ def save_pretrained(
     tensors = {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
     weights_path = save_dir / WEIGHTS_NAME
     metadata = {'format': 'pt', 'reidzoo.arch': arch, 'reidzoo.version': __version__}
-    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    save_safetensors(tensors, weights_path, metadata)
 
     model_args = _jsonable(cfg.get('model_args', {}))
     if model_args is None:
@@ -551,6 +648,21 @@ def manifest_entry(save_dir: Union[str, Path], hf_hub_id: str, revision: str) ->
     return entry
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What huggingface_hub's HTTP client raises when an endpoint cannot be reached (it wraps these in its own errors
+    for downloads, not for ``HfApi`` calls): ``httpx2`` in huggingface_hub 2.x, ``httpx`` in 1.x, and socket errors.
+
+    Not ``OSError`` as a whole: huggingface_hub's own HTTP errors (404, 500, ...) subclass it."""
+    import importlib
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ('httpx2', 'httpx'):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def push_to_hub(
         save_dir: Union[str, Path],
         repo_id: str,
@@ -602,5 +714,10 @@ def push_to_hub(
             f'{str(e).splitlines()[0]}. Check that you are logged in with write access (`hf auth login` or HF_TOKEN) '
             f'and that the endpoint is a Hub that accepts uploads (a read-only mirror such as olah does not; publish '
             f'to a local mirror with reidzoo.hub_mirror.publish_folder_to_mirror).') from e
+    except _transport_errors() as e:
+        raise RuntimeError(
+            f'Upload of {save_dir} to {repo_id} (branch {revision}) failed: the endpoint {api.endpoint} cannot be '
+            f'reached ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}). Check the network, '
+            f'and HF_ENDPOINT / --endpoint (unset it to upload to huggingface.co).') from e
     commit = info.oid
     return manifest_entry(save_dir, repo_id, commit)

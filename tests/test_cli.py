@@ -42,6 +42,27 @@ def test_download_without_weights_fails_clearly(capsys):
 
 
 def test_every_command_is_documented():
-    assert set(COMMANDS) == {'list', 'info', 'download', 'convert', 'train', 'export', 'push', 'extract',
-                             'benchmark', 'synth'}
+    assert {'list', 'info', 'download', 'convert', 'train', 'export', 'push', 'extract', 'benchmark',
+            'synth'} <= set(COMMANDS)
     assert all(help_text for _, help_text in COMMANDS.values())
+
+
+@pytest.mark.parametrize('command', ['list', 'info', 'download', 'push'])
+def test_every_option_has_help_with_its_default(command):
+    from reidzoo.cli import command_parser
+    parser, _ = command_parser(command)
+    for action in parser._actions:
+        if action.option_strings and action.dest != 'help' and not action.required:
+            assert action.help and 'default' in action.help, (command, action.option_strings)
+
+
+def test_list_pretrained_with_nothing_published_says_how_to_publish(capsys, monkeypatch):
+    monkeypatch.delenv('REIDZOO_MANIFESTS', raising=False)
+    import reidzoo
+    assert reidzoo.list_pretrained() == []  # the repo's manifest lists only weights that exist: none today
+    assert main(['list', '--pretrained']) == 0
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert 'No published weights' in err and 'reidzoo push' in err and 'REIDZOO_MANIFESTS' in err
+    assert main(['list', 'nosuch*']) == 0
+    assert 'No architectures match' in capsys.readouterr().err

@@ -18,8 +18,8 @@ from safetensors import safe_open
 import reidzoo
 from reidzoo.cli import main as cli_main
 from reidzoo.hub import (
-    WeightsIntegrityError, WeightsNotFoundError, download_weights, load_model_config, load_safetensors, push_to_hub,
-    save_pretrained, sha256_file,
+    HubEndpointError, WeightsIntegrityError, WeightsNotFoundError, download_weights, load_model_config,
+    load_safetensors, push_to_hub, save_pretrained, sha256_file,
 )
 from reidzoo.hub_mirror import LocalHubMirror, publish_folder_to_mirror
 from reidzoo.manifest import validate_manifest
@@ -299,3 +299,79 @@ def test_mirror_is_stopped_when_the_body_raises(tmp_path):
             assert proc.poll() is None and mirror.endpoint.startswith('http://127.0.0.1:')
             1 / 0
     assert proc.poll() is not None
+
+
+# --- clear errors (issue 10 item 11) ---------------------------------------------------------------------------------
+def test_endpoint_without_scheme_is_named(published, hub_env, monkeypatch):
+    """An HF_ENDPOINT without http(s):// failed with httpx's bare UnsupportedProtocol."""
+    bare = hub_env['HF_ENDPOINT'].removeprefix('http://')
+    monkeypatch.setenv('HF_ENDPOINT', bare)
+    with pytest.raises(HubEndpointError, match=rf"HF_ENDPOINT='{re.escape(bare)}' is not an http\(s\) URL.*"
+                                               rf"HF_ENDPOINT=https://huggingface.co"):
+        reidzoo.create_model(f'hf-hub:{REPO}', pretrained=True)
+    with pytest.raises(HubEndpointError, match=r"endpoint='ftp://x' is not an http\(s\) URL"):
+        download_weights(published.a.entry, endpoint='ftp://x')
+
+
+def test_missing_branch_names_the_branches_that_exist(published, hub_env):
+    with pytest.raises(WeightsNotFoundError, match=r"revision 'no-such-branch' is not a branch or tag of "
+                                                   rf"{REPO} \(branches and tags: main \(") as info:
+        reidzoo.create_model(f'hf-hub:{REPO}@no-such-branch', pretrained=True)
+    assert published.b.entry['revision'][:12] in str(info.value)
+
+
+@pytest.mark.slow  # huggingface_hub retries the mirror's HTTP 500 answers with back-off (~25 s)
+def test_missing_commit_is_named_instead_of_a_connection_error(published, hub_env):
+    """olah resets the connection (then answers 500) for a commit it does not have: the message said
+    'ReadError: connection reset' / 'could not reach the endpoint'."""
+    missing = 'e' * 40
+    with pytest.raises(WeightsNotFoundError, match=rf"revision '{missing}' is not a commit of {REPO}"):
+        reidzoo.create_model(f'hf-hub:{REPO}@{missing}', pretrained=True)
+    # an older commit that is not a branch head still loads
+    _assert_same_tensors(reidzoo.create_model(f'hf-hub:{REPO}@{published.a.entry["revision"]}', pretrained=True),
+                         published.a.state)
+
+
+def test_push_to_unreachable_endpoint_is_one_line(published, capsys):
+    assert cli_main(['push', str(published.a.dir), '--repo-id', 'org/x', '--endpoint', 'http://127.0.0.1:9']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'Traceback' not in err
+    assert re.match(r'reidzoo push: error: Upload of .* to org/x \(branch main\) failed: the endpoint '
+                    r'http://127.0.0.1:9 cannot be reached \(ConnectError', err), err
+
+
+# --- the README route: convert -> push -> manifest entry (issue 10 item 9) ------------------------------------------
+def test_convert_push_gives_an_entry_that_validates(tmp_path, monkeypatch, capsys, manifest_env):
+    """`reidzoo convert` records source.sha256, which the schema refused; a converted folder records no protocol or
+    metrics, which `reidzoo push --protocol --metrics` fills in (measured with `reidzoo benchmark`)."""
+    import numpy as np
+    from huggingface_hub import HfApi
+    from test_convert import official_state_dict
+    src, out = tmp_path / 'idnet_mars.pth.tar', tmp_path / 'idnet'
+    torch.save({'state_dict': official_state_dict('idnet', num_classes=5), 'rank1': np.float64(0.9)}, src)
+    assert cli_main(['convert', '--from', 'sinet-official', str(src), str(out), '--dataset', 'mars']) == 0
+    capsys.readouterr()
+    commit = 'cd' * 20
+    monkeypatch.setattr(HfApi, 'create_repo', lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(HfApi, 'upload_folder', lambda self, **kw: SimpleNamespace(oid=commit))
+    # without the evaluation: the entry is printed with a warning naming exactly what is missing
+    assert cli_main(['push', str(out), '--repo-id', 'org/idnet']) == 0
+    printed, err = capsys.readouterr()
+    assert 'not complete yet' in err and "'protocol' is a required" in err and "'metrics' is a required" in err
+    assert 'source' not in err.split('not complete yet')[1], err  # source.sha256 is accepted now
+    assert cli_main(['push', str(out), '--repo-id', 'org/idnet', '--protocol', 'mars_query_in_gallery',
+                     '--metrics', '{"mAP": 0.81, "rank1": 0.9}']) == 0
+    printed, err = capsys.readouterr()
+    assert err == ''
+    weights = json.loads(printed)
+    entry = weights['idnet_resnet50.mars']
+    assert entry['source']['type'] == 'converted' and len(entry['source']['sha256']) == 64
+    assert entry['revision'] == commit and entry['num_classes'] == 5 and entry['metrics']['mAP'] == 0.81
+    validate_manifest({'schema_version': 1, 'weights': weights})
+    # ... and the entry is loadable as a manifest tag (its cfg and architecture arguments reach the model)
+    manifest_env(weights)
+    model = reidzoo.create_model('idnet_resnet50.mars')
+    assert model.num_classes == 5 and model.pretrained_cfg['sha256'] == entry['sha256']
+    assert model.pretrained_cfg['source']['sha256'] == entry['source']['sha256']
+    with pytest.raises(ValueError, match='--metrics .* is not JSON'):
+        cli_main(['push', str(out), '--repo-id', 'org/idnet', '--metrics', 'mAP=0.8', '--debug'])

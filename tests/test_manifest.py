@@ -51,24 +51,73 @@ def test_schema_is_valid_and_repo_manifest_follows_it():
 def test_bad_entry_names_file_and_entry(manifest_env, change, where):
     path = manifest_env({'tp_resnet50.bad': dict(ENTRY, **change)})
     with pytest.raises(ManifestError) as info:
-        load_manifest()
+        load_manifest(strict=True)
     msg = str(info.value)
     assert str(path) in msg and 'weights/tp_resnet50.bad' in msg and where in msg, msg
+    # the tag the file would serve fails with the same message (the warning was given once, by load_manifest)
+    with pytest.raises(ManifestError, match=where) as info:
+        reidzoo.create_model('tp_resnet50.bad', pretrained=True)
+    assert str(path) in str(info.value)
 
 
 def test_missing_field_and_broken_files_are_reported(manifest_env, tmp_path, monkeypatch):
     entry = {k: v for k, v in ENTRY.items() if k != 'sha256'}
     path = manifest_env({'tp_resnet50.nosha': entry})
     with pytest.raises(ManifestError, match=rf"(?s){path}.*weights/tp_resnet50.nosha: 'sha256' is a required"):
-        load_manifest()
+        load_manifest(strict=True)
     broken = tmp_path / 'broken.json'
     broken.write_text('{"schema_version": 1, "weights": {')
     monkeypatch.setenv('REIDZOO_MANIFESTS', str(broken))
     with pytest.raises(ManifestError, match=rf'{broken} is not valid JSON'):
-        load_manifest()
+        load_manifest(strict=True)
     monkeypatch.setenv('REIDZOO_MANIFESTS', str(tmp_path / 'absent.json'))
     with pytest.raises(ManifestError, match='absent.json .*does not exist'):
-        load_manifest()
+        load_manifest(strict=True)
+
+
+BROKEN_FILES = {
+    'bad JSON': lambda d: (d / 'm.json').write_text('{"schema_version": 1, "weights": {') and d / 'm.json',
+    'schema error': lambda d: (d / 'm.json').write_text(json.dumps(
+        {'schema_version': 1, 'weights': {'tp_resnet50.tiny': dict(ENTRY, revision='main')}})) and d / 'm.json',
+    'missing path': lambda d: d / 'absent.json',
+    'a directory': lambda d: d,
+}
+
+
+@pytest.mark.parametrize('kind', sorted(BROKEN_FILES))
+def test_broken_manifest_warns_and_fails_only_for_the_tags_it_would_serve(kind, manifest_env, tmp_path, monkeypatch):
+    """A broken file in REIDZOO_MANIFESTS does not break random-init or unrelated models (it used to raise from
+    every create_model call); asking for a tag it would serve raises its error, naming the file."""
+    good = manifest_env({'ta_resnet50.other': ENTRY})
+    folder = tmp_path / 'broken'
+    folder.mkdir()
+    broken = BROKEN_FILES[kind](folder)
+    monkeypatch.setenv('REIDZOO_MANIFESTS', f'{good}:{broken}')
+    model = reidzoo.create_model('tp_resnet50', backbone='test_resnet')  # random init reads no manifest
+    assert model.pretrained_cfg['input_size'] == (3, 256, 128)
+    with pytest.warns(UserWarning, match=f'Skipping weights manifest {broken}'):
+        assert 'ta_resnet50.other' in reidzoo.list_pretrained()  # the usable file still serves its tags
+    assert reidzoo.get_pretrained_cfg('ta_resnet50.other')['revision'] == ENTRY['revision']
+    with pytest.raises(ManifestError, match=rf'(?s)tp_resnet50\.tiny may be listed by a manifest.*{broken}'):
+        reidzoo.create_model('tp_resnet50.tiny', pretrained=True)
+    if kind == 'schema error':  # its names are known: another unpublished tag is just not published
+        with pytest.raises(RuntimeError, match=r'Invalid pretrained tag \(nothere\)'):
+            reidzoo.get_pretrained_cfg('tp_resnet50.nothere')
+
+
+def test_manifest_entry_never_changes_random_init_defaults(manifest_env):
+    """A tp_resnet50.synthvid entry (tiny trunk, 32x16 frames, 7 classes) used to turn plain
+    create_model('tp_resnet50') into that model."""
+    manifest_env({'tp_resnet50.synthvid': dict(ENTRY, pretrained_cfg={
+        'input_size': [3, 32, 16], 'num_frames': 8, 'model_args': {'backbone': 'test_resnet'}})})
+    plain = reidzoo.create_model('tp_resnet50')
+    assert plain.pretrained_cfg['input_size'] == (3, 256, 128) and plain.pretrained_cfg['num_frames'] == 4
+    assert plain.pretrained_cfg['model_args']['backbone'] == 'resnet50' and plain.num_classes == 0
+    assert 'hf_hub_id' not in plain.pretrained_cfg and 'tag' not in plain.pretrained_cfg
+    # naming the tag builds what the weights record (timm semantics), without loading them
+    tagged = reidzoo.create_model('tp_resnet50.synthvid')
+    assert tagged.pretrained_cfg['input_size'] == (3, 32, 16) and tagged.img_size == (32, 16)
+    assert tagged.num_frames == 8 and tagged.num_classes == 7 and tagged.num_features == 96
 
 
 def test_extra_manifests_add_tags_that_become_the_pretrained_cfg(manifest_env):
@@ -83,7 +132,7 @@ def test_extra_manifests_add_tags_that_become_the_pretrained_cfg(manifest_env):
     cfg = reidzoo.get_pretrained_cfg('tp_resnet50.tiny')
     for key in ('hf_hub_id', 'revision', 'filename', 'sha256', 'num_bytes', 'dataset', 'protocol', 'metrics'):
         assert cfg[key] == ENTRY[key], key
-    assert cfg['input_size'] == [3, 128, 64] and cfg['num_frames'] == 8 and cfg['tag'] == 'tiny'
+    assert cfg['input_size'] == (3, 128, 64) and cfg['num_frames'] == 8 and cfg['tag'] == 'tiny'
     assert cfg['distance'] == 'sqeuclidean'  # not overridden: the architecture's default
     assert reidzoo.get_pretrained_cfg('tp_resnet50')['tag'] == 'tiny'  # the first published tag is the default
     # the tag's cfg and recorded architecture arguments reach the model (no weights are loaded here)

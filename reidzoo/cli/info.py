@@ -6,6 +6,7 @@ import json
 
 from ..models import create_model, split_model_name_tag
 from ..models._registry import get_pretrained_tags
+from ..spec.model_cfg import resolve_model_cfg
 from ..utils import count_gflops
 
 
@@ -25,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     print(f'class:        {type(model).__module__}.{type(model).__name__}')
     print(f'parameters:   {params / 1e6:.2f} M (num_classes={model.num_classes})')
     print(f'embedding:    {model.num_features}-d')
-    c, h, w = cfg.get('input_size', (3, 256, 128))
-    t = cfg.get('num_frames', 4)
+    data = resolve_model_cfg(model)  # the frame size and clip length the built model takes
+    c, h, w = data.input_size
+    t = data.num_frames
     if not args.no_flops:
         print(f'GFLOPs:       {count_gflops(model, (1, t, c, h, w)):.2f} per clip of {t}x{c}x{h}x{w}')
     tags = get_pretrained_tags(arch)

@@ -10,7 +10,8 @@ from ..models import list_models
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('pattern', nargs='?', default='', help="fnmatch filter, e.g. 'cosam_*' (default: all)")
-    parser.add_argument('--pretrained', action='store_true', help='list published weights (arch.tag) instead')
+    parser.add_argument('--pretrained', action='store_true',
+                        help='list published weights (arch.tag) instead (default: architectures)')
 
 
 def run(args: argparse.Namespace) -> int:

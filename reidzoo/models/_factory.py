@@ -1,13 +1,18 @@
 """``create_model``: the one-liner (``timm.create_model`` semantics, for video re-ID models)."""
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch.nn as nn
 
-from ._builder import load_checkpoint, resolve_pretrained_cfg
-from ._registry import model_entrypoint, split_model_name_tag
+from .. import hub
+from ._builder import load_checkpoint, weights_cfg_for
+from ._registry import is_model, model_entrypoint, split_model_name_tag, suggest_models
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ['create_model', 'parse_model_name']
 
@@ -61,26 +66,45 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     source, name = parse_model_name(model_name)
     if source in ('hf-hub', 'local-dir'):
-        from ..hub import load_model_config
-        arch, model_args, hub_cfg = load_model_config(name, source=source)
-        pretrained_cfg = hub_cfg
-        kwargs = {**model_args, **kwargs}
-        name = arch
+        # timm semantics: the repo's config.json decides the architecture, its arguments and the classifier size;
+        # its weights load only with pretrained=True
+        arch, model_args, weights = hub.load_model_config(name, source=source)
+        origin = f'{hub.CONFIG_NAME} of {model_name}'
+        if not is_model(arch):
+            close = ', '.join(suggest_models(arch)) or 'none'
+            raise ValueError(f'{origin} names architecture {arch!r}, which this reidzoo does not have (closest: '
+                             f'{close}). Upgrade reidzoo, or fix "architecture" in the file.')
+        weights['model_args'] = model_args
+        pretrained_cfg, named_weights = weights, True
     else:
         arch, tag = split_model_name_tag(name)
-        if tag and pretrained_cfg is None:
-            pretrained_cfg = tag
-        name = arch
-        if pretrained or tag:
-            # the architecture arguments recorded with the weights (manifest `pretrained_cfg.model_args`) must beat
-            # the variant's defaults, which its register function passes on as explicit kwargs; the caller's win
-            weights_args = resolve_pretrained_cfg(arch, pretrained_cfg, pretrained_cfg_overlay).get('model_args') or {}
-            kwargs = {**{k: tuple(v) if isinstance(v, list) else v for k, v in weights_args.items()}, **kwargs}
-    create_fn = model_entrypoint(name)
+        model_entrypoint(arch)  # an unknown name fails here, naming the closest ones
+        origin = f'the weights of {name}'
+        named_weights = bool(tag) or isinstance(pretrained_cfg, (str, dict))
+        # looked up once, here, and handed to the builder as a dict
+        pretrained_cfg = weights_cfg_for(name, pretrained, pretrained_cfg)
+    if named_weights and not pretrained:
+        _logger.warning('%s names weights, but pretrained=False: the model is built as they record (architecture, '
+                        'classifier size) and randomly initialised. Pass pretrained=True to load them.', model_name)
+    # the architecture arguments recorded with the weights beat the variant's defaults (which its register function
+    # passes on as explicit kwargs); the caller's beat both
+    weights_args = {k: tuple(v) if isinstance(v, list) else v
+                    for k, v in (pretrained_cfg.get('model_args') or {}).items()}
+    kwargs = {**weights_args, **kwargs}
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
-    model = create_fn(pretrained=pretrained, pretrained_cfg=pretrained_cfg,
-                      pretrained_cfg_overlay=pretrained_cfg_overlay, **kwargs)
+    try:
+        model = model_entrypoint(arch)(pretrained=pretrained, pretrained_cfg=pretrained_cfg,
+                                       pretrained_cfg_overlay=pretrained_cfg_overlay, **kwargs)
+    except TypeError as e:
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if not match:
+            raise
+        key = match.group(1)
+        where = f'"model_args" of {origin}' if key in weights_args and key not in kwargs.keys() - weights_args.keys() \
+            else 'the keyword arguments of create_model'
+        raise TypeError(f'{arch} has no argument {key!r} (from {where}). Remove it; `reidzoo info {arch}` shows the '
+                        f'model_args the architecture records.') from e
     if checkpoint_path:
         load_checkpoint(model, checkpoint_path)
     return model

@@ -18,9 +18,13 @@ import sys
 import warnings
 from typing import Any, Callable, Iterable, Optional, Union
 
+from ..manifest import get_manifest_entry, load_manifest, manifest_entry_to_cfg
+from ..spec.model_cfg import merge_model_cfg
+
 __all__ = [
     'register_model', 'list_models', 'list_pretrained', 'is_model', 'model_entrypoint', 'split_model_name_tag',
-    'get_arch_default_cfg', 'get_pretrained_cfg', 'get_pretrained_tags', 'list_modules', 'suggest_models',
+    'get_arch_default_cfg', 'get_pretrained_cfg', 'get_weights_cfg', 'get_pretrained_tags', 'list_modules',
+    'suggest_models',
 ]
 
 _model_entrypoints: dict[str, Callable[..., Any]] = {}
@@ -72,7 +76,6 @@ def _as_list(x: Union[str, Iterable[str], None]) -> list[str]:
 
 def get_pretrained_tags(arch: str) -> list[str]:
     """Published tags of ``arch``, in manifest order (the first one is the default)."""
-    from ..manifest import load_manifest
     return [tag for name, tag in (split_model_name_tag(k) for k in load_manifest()) if name == arch]
 
 
@@ -118,7 +121,10 @@ def list_models(
     return sorted(names, key=_natural_key)
 
 
-def list_pretrained(filter: Union[str, Iterable[str]] = '', exclude_filters: Union[str, Iterable[str]] = '') -> list[str]:
+def list_pretrained(
+        filter: Union[str, Iterable[str]] = '',
+        exclude_filters: Union[str, Iterable[str]] = '',
+) -> list[str]:
     """Every published ``arch.tag``, like ``timm.list_pretrained``."""
     return list_models(filter=filter, pretrained=True, exclude_filters=exclude_filters, include_tags=True)
 
@@ -160,25 +166,34 @@ def get_arch_default_cfg(arch: str) -> dict[str, Any]:
     return copy.deepcopy(_model_default_cfgs.get(arch, {'architecture': arch}))
 
 
-def get_pretrained_cfg(model_name: str) -> dict[str, Any]:
-    """The pretrained cfg of ``arch`` or ``arch.tag``: the architecture defaults overlaid by the manifest entry.
+def get_weights_cfg(model_name: str) -> dict[str, Any]:
+    """What the weights of ``arch.tag`` record (manifest fields, ``tag``), without the architecture defaults.
 
-    For a bare ``arch`` the first published tag (if any) is used, as timm does. A tag that is not published raises
-    ``RuntimeError`` naming the published ones.
+    For a bare ``arch`` the first published tag is used, as timm does; ``{}`` if nothing is published for it. A tag
+    that is not published raises ``RuntimeError`` naming the published ones (or the manifest that cannot be read).
     """
-    from ..manifest import load_manifest, manifest_entry_to_cfg
     arch, tag = split_model_name_tag(model_name)
-    cfg = get_arch_default_cfg(arch)
+    model_entrypoint(arch)
     tags = get_pretrained_tags(arch)
     if not tag:
         if not tags:
-            return cfg
+            return {}
         tag = tags[0]
-    if tag not in tags:
+    entry = get_manifest_entry(f'{arch}.{tag}')  # raises the error of a broken manifest that would serve it
+    if entry is None:
         published = ', '.join(f'{arch}.{t}' for t in tags) or 'none'
         raise RuntimeError(
             f'Invalid pretrained tag ({tag}) for {arch}. Published weights for {arch}: {published}. '
             f'Add an entry to weights_manifest.json (or a file in REIDZOO_MANIFESTS) to publish new ones.')
-    cfg.update(manifest_entry_to_cfg(load_manifest()[f'{arch}.{tag}']))
-    cfg['tag'] = tag
-    return cfg
+    return dict(manifest_entry_to_cfg(entry), tag=tag)
+
+
+def get_pretrained_cfg(model_name: str) -> dict[str, Any]:
+    """The pretrained cfg of ``arch`` or ``arch.tag``: the architecture defaults overlaid by the manifest entry.
+
+    For a bare ``arch`` the first published tag (if any) is used, as timm does (``create_model(arch)`` without
+    ``pretrained=True`` uses the architecture defaults alone). A tag that is not published raises ``RuntimeError``
+    naming the published ones.
+    """
+    arch, _ = split_model_name_tag(model_name)
+    return merge_model_cfg(get_arch_default_cfg(arch), get_weights_cfg(model_name))
