@@ -185,14 +185,15 @@ def test_non_finite_distances_refused_anywhere(bad):
         evaluate_rank(np.array([[0.2, bad]]), [1], [1, 2], [0], [1, 1])
 
 
-def test_ties_with_duplicated_gallery_and_float16_match_stable_sort_loop():
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])  # float64 takes the equal-count pass, not packed keys
+def test_ties_with_duplicated_gallery_and_float16_match_stable_sort_loop(dtype):
     # the tie cliff's inputs: duplicated gallery tracklets and float16-quantised distances, many foreign ties
     rng = np.random.default_rng(3)
     num_q, num_pids = 60, 15
     q_pids, q_cams = rng.integers(0, num_pids, num_q), rng.integers(0, 3, num_q)
     g_pids, g_cams = rng.integers(0, num_pids, 300), rng.integers(0, 3, 300)
     d = rng.random((num_q, 300)).astype(np.float16).astype(np.float32)  # ~1000 levels: ties everywhere
-    d = np.concatenate([d, d[:, :100]], 1)  # each of the first 100 tracklets twice
+    d = np.concatenate([d, d[:, :100]], 1).astype(dtype)  # each of the first 100 tracklets twice
     g_pids, g_cams = np.concatenate([g_pids, g_pids[:100]]), np.concatenate([g_cams, g_cams[:100]])
     for chunk in (None, 7):
         for ap in ('step', 'trapezoid'):
@@ -202,6 +203,25 @@ def test_ties_with_duplicated_gallery_and_float16_match_stable_sort_loop():
             np.testing.assert_allclose(r.all_ap, ref_aps, rtol=0, atol=1e-12)
             assert r.mINP == pytest.approx(ref_minp, abs=1e-12) and r.num_valid_queries == ref_valid
     assert r.num_gallery == 400
+
+
+def test_rare_exact_ties_between_a_negative_and_a_positive():
+    # continuous distances with a few injected exact ties: the default path plus its equal-count pass for tie rows
+    rng = np.random.default_rng(7)
+    q_pids, q_cams = rng.integers(0, 10, 40), rng.integers(0, 3, 40)
+    g_pids, g_cams = rng.integers(0, 10, 500), rng.integers(0, 3, 500)
+    d = rng.random((40, 500)).astype(np.float32)
+    for i in range(0, 40, 3):  # copy a positive's distance onto negatives before and after it
+        pos = np.flatnonzero((g_pids == q_pids[i]) & (g_cams != q_cams[i]))
+        neg = np.flatnonzero(g_pids != q_pids[i])
+        if len(pos):
+            d[i, neg[[0, -1]]] = d[i, pos[0]]
+    ref_cmc, ref_map, ref_minp, ref_valid, ref_aps = reference_rank(d, q_pids, g_pids, q_cams, g_cams)
+    for chunk in (None, 5):
+        r = evaluate_rank(d, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk)
+        np.testing.assert_allclose(r.cmc, ref_cmc, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(r.all_ap, ref_aps, rtol=0, atol=1e-12)
+        assert r.mINP == pytest.approx(ref_minp, abs=1e-12)
 
 
 def test_input_types_and_errors():
