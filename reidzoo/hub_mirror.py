@@ -28,12 +28,11 @@ Example:
     ...     path = hf_hub_download('org/model', 'model.safetensors', revision=entry['revision'],
     ...                            endpoint=mirror.endpoint)
 
-From a shell (for a CI job): ``python -m reidzoo.hub_mirror ROOT --publish DIR org/name`` prints each published
-repo's manifest entry and ``HF_ENDPOINT=...``, then serves until interrupted (Ctrl-C or SIGTERM).
+From a shell (for a CI job): ``reidzoo mirror ROOT --publish DIR org/name`` prints each published repo's manifest
+entry and ``HF_ENDPOINT=...``, then serves until interrupted (Ctrl-C or SIGTERM).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -46,9 +45,9 @@ import urllib.error
 import urllib.request
 import weakref
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
-__all__ = ['LocalHubMirror', 'publish_folder_to_mirror']
+__all__ = ['LocalHubMirror', 'publish_folder_to_mirror', 'serve']
 
 # fixed identity and dates make commits reproducible and independent of the user's git config
 _GIT_ENV = {
@@ -247,34 +246,32 @@ def publish_folder_to_mirror(save_dir: Union[str, Path], mirror: LocalHubMirror,
     return manifest_entry(save_dir, repo_id, commit)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m reidzoo.hub_mirror ROOT [--port N] [--publish DIR ORG/NAME ...]``: publish, then serve."""
-    parser = argparse.ArgumentParser(prog='python -m reidzoo.hub_mirror',
-                                     description='Serve local folders as Hugging Face Hub repos on loopback (olah).')
-    parser.add_argument('root', help='working folder for the git repos, olah config, cache and log')
-    parser.add_argument('--port', type=int, default=0, help='port on 127.0.0.1 (default: a free one)')
-    parser.add_argument('--publish', nargs=2, action='append', default=[], metavar=('DIR', 'ORG/NAME'),
-                        help='publish a folder (a save_pretrained folder prints its manifest entry); repeatable')
-    args = parser.parse_args(argv)
+def serve(root: Union[str, Path], *, port: int = 0, publish: Sequence[tuple[str, str]] = ()) -> None:
+    """Publish folders to a mirror at ``root``, print each one's manifest entry and ``HF_ENDPOINT=...``, then serve
+    until interrupted (Ctrl-C or SIGTERM); the mirror is always stopped. ``reidzoo mirror`` runs this.
 
+    Args:
+        root: working folder for the git repos, olah config, cache and log.
+        port: port on 127.0.0.1 (0: a free one).
+        publish: ``(folder, 'org/name')`` pairs; a save_pretrained folder prints its manifest entry, any other folder
+            its commit.
+    """
     def interrupt(signum, frame):
         raise KeyboardInterrupt  # so the with-block below stops olah on SIGTERM too
-    signal.signal(signal.SIGTERM, interrupt)
-    with LocalHubMirror(args.root, port=args.port) as mirror:
-        for folder, repo_id in args.publish:
-            if (Path(folder) / 'config.json').is_file():
-                entry = publish_folder_to_mirror(folder, mirror, repo_id)
-            else:
-                entry = {'hf_hub_id': repo_id, 'revision': mirror.publish(folder, repo_id)}
-            print(json.dumps({repo_id: entry}), flush=True)
-        print(f'HF_ENDPOINT={mirror.endpoint}', flush=True)
-        try:
-            while mirror._proc is not None and mirror._proc.poll() is None:
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with LocalHubMirror(root, port=port) as mirror:
+            for folder, repo_id in publish:
+                if (Path(folder) / 'config.json').is_file():
+                    entry = publish_folder_to_mirror(folder, mirror, repo_id)
+                else:
+                    entry = {'hf_hub_id': repo_id, 'revision': mirror.publish(folder, repo_id)}
+                print(json.dumps({repo_id: entry}), flush=True)
+            print(f'HF_ENDPOINT={mirror.endpoint}', flush=True)
+            try:
+                while mirror._proc is not None and mirror._proc.poll() is None:
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

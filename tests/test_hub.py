@@ -375,3 +375,23 @@ def test_convert_push_gives_an_entry_that_validates(tmp_path, monkeypatch, capsy
     assert model.pretrained_cfg['source']['sha256'] == entry['source']['sha256']
     with pytest.raises(ValueError, match='--metrics .* is not JSON'):
         cli_main(['push', str(out), '--repo-id', 'org/idnet', '--metrics', 'mAP=0.8', '--debug'])
+
+
+def test_mirror_command_publishes_serves_and_stops_on_sigterm(published, tmp_path, subprocess_env):
+    """`reidzoo mirror` (the command line of reidzoo.hub_mirror, which defines no argparse itself)."""
+    import signal
+    from huggingface_hub import hf_hub_download
+    proc = subprocess.Popen([sys.executable, '-m', 'reidzoo', 'mirror', str(tmp_path / 'root'),
+                             '--publish', str(published.a.dir), 'org/served'],
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        entry = json.loads(proc.stdout.readline())['org/served']
+        endpoint = proc.stdout.readline().strip().removeprefix('HF_ENDPOINT=')
+        assert entry['sha256'] == published.a.entry['sha256'] and endpoint.startswith('http://127.0.0.1:')
+        path = hf_hub_download('org/served', 'model.safetensors', revision=entry['revision'], endpoint=endpoint,
+                               cache_dir=tmp_path / 'cache')
+        assert sha256_file(path) == entry['sha256']
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]

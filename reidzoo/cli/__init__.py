@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'export': ('reidzoo.cli.export', 'export a finished run as a Hub repo folder'),
     'export-onnx': ('reidzoo.cli.export_onnx', 'export a model to ONNX, verified with onnxruntime'),
     'push': ('reidzoo.cli.push', 'upload an exported folder to the Hub and print its manifest entry'),
+    'mirror': ('reidzoo.cli.mirror', 'serve folders as Hub repos on a loopback mirror (olah), for tests and CI'),
     'extract': ('reidzoo.cli.extract', 'embed your own tracklets (folders of frames)'),
     'benchmark': ('reidzoo.cli.benchmark', 'score models on benchmarks with the standard protocols'),
     'synth': ('reidzoo.cli.synth', 'generate SynthVID in a benchmark layout'),
