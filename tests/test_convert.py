@@ -308,3 +308,29 @@ def test_cli_list_and_errors(tmp_path, capsys):
     assert cli_main(['convert', '--from', 'sinet-official', str(bad), str(tmp_path / 'out')]) == 1
     assert '--trust-pickle' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('content', ['text', 'empty', 'random', 'truncated', 'json', 'zip_of_text'])
+def test_cli_names_a_file_that_is_not_a_checkpoint(tmp_path, capsys, content):
+    """One error line naming the file and saying it is no checkpoint (before: `error: 101`, `pop from empty list`)."""
+    import zipfile
+    path = tmp_path / 'model.pth'
+    if content == 'text':
+        path.write_text('hello world\n')
+    elif content == 'empty':
+        path.write_bytes(b'')
+    elif content == 'random':
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8).tobytes()[1:] + b'\x00')
+    elif content == 'truncated':
+        torch.save({'state_dict': {'w': torch.ones(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:600])
+    elif content == 'json':
+        path.write_text(json.dumps({'state_dict': {}}))
+    else:
+        with zipfile.ZipFile(path, 'w') as z:
+            z.writestr('notes.txt', 'hi')
+    capsys.readouterr()
+    assert cli_main(['convert', '--from', 'sinet-official', str(path), str(tmp_path / 'out')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and 'is not a checkpoint' in err[0], err
+    assert not (tmp_path / 'out').exists()
