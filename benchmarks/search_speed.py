@@ -127,7 +127,8 @@ def run_size(size: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     exact.search(queries[:8], args.k)  # warm-up: first torch matmul sets up threads
     (truth_d, truth, _), t_exact, c_exact, peak = timed(partial(exact.search, queries, args.k), args.repeats)
     rows.append({'size': size, 'method': 'exact (torch, chunked)', 'build_s': t_build, 'search_s': t_exact,
-                 'search_cpu_s': c_exact, 'speedup': 1.0, 'recall@10': 1.0, 'index_gib': kept / gib, 'search_peak_gib': peak / gib})
+                 'search_cpu_s': c_exact, 'speedup': 1.0, 'recall@10': 1.0, 'index_gib': kept / gib,
+                 'search_peak_gib': peak / gib})
     print(f'{size:>9,d} exact: {t_exact:.2f} s ({c_exact:.2f} CPU s) for {len(queries)} queries', flush=True)
     del exact
     gc.collect()
@@ -209,7 +210,8 @@ def main() -> None:
         gc.collect()
     print()
     print(f'{args.queries} queries, k={args.k}, {args.dim}-d float32, cosine, {args.per_id} tracklets per identity, '
-          f'noise {args.noise}, identity centres {f"in a {args.latent_dim}-d subspace" if args.latent_dim else "isotropic"}')
+          f'noise {args.noise}, identity centres '
+          f'{f"in a {args.latent_dim}-d subspace" if args.latent_dim else "isotropic"}')
     print()
     print('| gallery | method | build (s) | search (s) | search CPU (s) | speed-up vs exact (CPU) | recall@10 '
           '| index RSS (GiB) | search peak RSS (GiB) |')

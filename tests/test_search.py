@@ -98,6 +98,17 @@ def test_auto_kind_follows_gallery_size(monkeypatch):
     assert GalleryIndex.build(g).kind == 'hnsw'
 
 
+def test_auto_without_faiss_falls_back_to_exact(monkeypatch):
+    import importlib.util
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'faiss' else real_find_spec(name, *a))
+    monkeypatch.setattr(index_mod, 'EXACT_MAX', 10)
+    with pytest.warns(UserWarning, match='faiss is not installed: using exact search'):
+        index = GalleryIndex.build(np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32))
+    assert index.kind == 'exact'
+
+
 def test_ivf_defaults_scale_with_gallery():
     small, large = ivf_defaults(100_000), ivf_defaults(1_000_000)
     assert small['nlist'] == 1024 and large['nlist'] == 4096
@@ -143,6 +154,20 @@ def test_wrong_dim_and_metadata_count_are_explained():
         index.search(np.ones((1, 5), np.float32), 1)
     with pytest.raises(ValueError, match='3 embedding rows but 2 metadata rows'):
         GalleryIndex.build(np.ones((3, 4), np.float32), [{}, {}])
+
+
+def test_query_model_must_be_the_gallery_model():
+    from reidzoo.search.gallery import query_model_spec
+    g = np.ones((2, 4), np.float32)
+    recorded = {'name': 'tp_resnet50.synthvid', 'architecture': 'tp_resnet50', 'pretrained': True,
+                'model_kwargs': {'backbone': 'test_resnet'}, 'test_sampling': 'dense'}
+    index = GalleryIndex.build(g, model=recorded)
+    assert query_model_spec(index) == {'name': 'tp_resnet50.synthvid', 'pretrained': True,
+                                       'model_kwargs': {'backbone': 'test_resnet'}, 'test_sampling': 'dense'}
+    with pytest.raises(ValueError, match='built with tp_resnet50.synthvid .* query model is sinet_resnet50'):
+        query_model_spec(index, 'sinet_resnet50')
+    with pytest.raises(ValueError, match='pass --model MODEL'):
+        query_model_spec(GalleryIndex.build(g))
 
 
 # --- on disk -------------------------------------------------------------------------------------------------------

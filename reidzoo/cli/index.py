@@ -1,7 +1,7 @@
 """``reidzoo index build|info``: store gallery embeddings with their metadata on disk for ``reidzoo search``.
 
     reidzoo index build MODEL TRACKLET_DIR... --out INDEX_DIR          # embed folders of frames, one tracklet each
-    reidzoo index build MODEL --dataset synthvid --root DATA --out INDEX_DIR   # a benchmark's gallery (pid, camid known)
+    reidzoo index build MODEL --dataset synthvid --root DATA --out INDEX_DIR   # a benchmark gallery: pid, camid known
     reidzoo index build --embeddings emb.safetensors --out INDEX_DIR   # embeddings written by `reidzoo extract`
     reidzoo index info INDEX_DIR
 
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'tracklet each; nothing with --embeddings')
     b.add_argument('--out', required=True, help='the index folder to write (replaced atomically if it is an index)')
     b.add_argument('--embeddings', default=None,
-                   help='a .safetensors or .npy file from `reidzoo extract` instead of MODEL and folders (default: none)')
+                   help='a .safetensors or .npy file from `reidzoo extract` instead of MODEL and folders '
+                        '(default: none)')
     b.add_argument('--dataset', default=None, help='index a benchmark subset instead of folders, e.g. synthvid '
                                                    '(default: none)')
     b.add_argument('--root', default=None, help='the dataset folder for --dataset (default: none)')

@@ -136,9 +136,9 @@ def query_model_spec(index: GalleryIndex, model: Optional[str] = None, *, pretra
     if model and recorded.get('architecture'):
         given_arch = split_model_name_tag(model)[0] if ':' not in model else None
         if given_arch is not None and given_arch != recorded['architecture']:
-            raise ValueError(f'the index was built with {recorded.get("name") or "a"} ({recorded["architecture"]}) but the query '
-                             f'model is {model}: embeddings of different models are not comparable; drop --model or '
-                             f'rebuild the index with {model}')
+            built = f'{recorded.get("name") or "a"} ({recorded["architecture"]})'
+            raise ValueError(f'the index was built with {built} but the query model is {model}: embeddings of '
+                             f'different models are not comparable; drop --model or rebuild the index with {model}')
     if model:  # the caller names the weights: load them, with only the caller's architecture arguments
         recorded_pretrained, recorded_kwargs = True, {}
     else:

@@ -23,12 +23,14 @@ Parameters come from :func:`ivf_defaults` / :func:`hnsw_defaults`; see ``docs/se
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -206,6 +208,11 @@ class GalleryIndex:
             emb = _normalize(emb)
         if kind == 'auto':
             kind = 'exact' if len(emb) < EXACT_MAX else 'hnsw'
+            if kind == 'hnsw' and importlib.util.find_spec('faiss') is None:
+                # faiss is an optional extra: stay correct (exact) rather than fail, and say how to get faster
+                warnings.warn(f'{len(emb)} gallery rows would get a faiss HNSW index, but faiss is not installed: '
+                              f'using exact search (pip install faiss-cpu for faster search)', stacklevel=2)
+                kind = 'exact'
         params: dict[str, int] = {}
         if kind == 'ivf':
             n_cells = int(nlist or ivf_defaults(len(emb))['nlist'])
@@ -484,7 +491,8 @@ class GalleryIndex:
             raise IndexFormatError(f'{manifest_path} has format_version {version!r}; this reidzoo reads version '
                                    f'{FORMAT_VERSION}: upgrade reidzoo or rebuild the index')
         try:
-            metric, kind, dim, count = manifest['metric'], manifest['kind'], int(manifest['dim']), int(manifest['count'])
+            metric, kind = manifest['metric'], manifest['kind']
+            dim, count = int(manifest['dim']), int(manifest['count'])
             files = manifest['files']
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFormatError(f'{manifest_path} lacks or mangles field {e}: the index is corrupt; rebuild it') \
