@@ -297,8 +297,12 @@ def check_offline_reuse(out: Path, tags: list[str]) -> None:
 def note_run_time(out: Path, seconds: float, trained: int, total: int, load: float) -> None:
     """Append this run's wall time to the README section (only the parent process knows it)."""
     path = out / 'leaderboard' / 'README_section.md'
-    how = ('a fresh run: every model trained' if trained == total else
-           f'{trained} of {total} models trained in this run, the others reused from an earlier one')
+    if trained == total:
+        how = 'a fresh run: every model trained'
+    elif trained == 0:
+        how = 'a re-run: every model reused from an earlier run'
+    else:
+        how = f'{trained} of {total} models trained in this run, the others reused from an earlier one'
     line = (f'This run took {seconds / 60:.1f} min on {os.cpu_count()} CPU cores ({how}; load average '
             f'{load:.1f} at the start, so other work on the machine {"slowed it" if load > 1 else "did not slow it"}).')
     atomic_write_text(path, path.read_text(encoding='utf-8').rstrip() + '\n\n' + line + '\n')
