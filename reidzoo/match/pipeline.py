@@ -282,7 +282,7 @@ def write_outputs(out_dir: Path, cameras: Sequence[CameraData], labels: np.ndarr
     for cam in cameras:
         write_mot(out_dir / f'{cam.name}.txt', cam.rows,
                   {tid: gid for (name, tid), gid in id_of.items() if name == cam.name})
-    summary = {k: v for k, v in info.items() if k != 'calibration'}
+    summary = {k: (f'{v:.4g}' if isinstance(v, float) else v) for k, v in info.items() if k != 'calibration'}
     summary.update(cameras=len(cameras), tracklets=int(len(labels)), identities=len(identities),
                    dropped_tracks=len(dropped))
     write_report(out_dir, identities, summary)
