@@ -16,8 +16,10 @@ __all__ = ['add_arguments', 'run', 'colour_histogram_baseline']
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--layout', default='mars', choices=sorted(LAYOUTS), help='on-disk layout to imitate '
-                        '(default: mars)')
+    parser.add_argument('--layout', default='mars', choices=[*sorted(LAYOUTS), 'video'],
+                        help="on-disk layout to imitate, or 'video': multi-camera videos with ground truth and "
+                             "tracker-like MOT tracks for `reidzoo match`, whose --frame-size defaults to 240 320 "
+                             "(default: mars)")
     parser.add_argument('--out', required=True, help='output folder; must be new or empty (no default)')
     parser.add_argument('--num-ids', type=int, default=None,
                         help='labelled identities (default: per layout, 100; iLIDS-VID exactly 300)')
@@ -28,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='tracklet length in frames (default: per layout, e.g. 2 120 16 for mars)')
     parser.add_argument('--baseline', action='store_true',
                         help='also parse it and score the colour-histogram matcher (default: off)')
+    parser.add_argument('--num-cameras', type=int, default=4, help='--layout video: cameras, 3-6 (default: 4)')
+    parser.add_argument('--num-frames', type=int, default=480, help='--layout video: frames per camera (default: 480)')
 
 
 def colour_histogram_baseline(dataset: Any, protocol: Optional[str] = None, bins: int = 8,
@@ -51,6 +55,13 @@ def colour_histogram_baseline(dataset: Any, protocol: Optional[str] = None, bins
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.layout == 'video':  # the --frame-size default (64 32) is a crop size; videos default to 240 x 320
+        from ..data.synthvid_video import generate_video
+        size = (240, 320) if tuple(args.frame_size) == (64, 32) else tuple(args.frame_size)
+        root = generate_video(args.out, num_cameras=args.num_cameras, num_ids=args.num_ids or 12,
+                              num_frames=args.num_frames, frame_size=size, seed=args.seed, progress=True)
+        print(f'SynthVID videos written to {root}: <cam>.mp4, gt/<cam>.txt, tracks/<cam>.txt, synthvid_video.json')
+        return 0
     root = generate(args.out, layout=args.layout, num_ids=args.num_ids, seed=args.seed, frame_size=args.frame_size,
                     lengths=args.lengths)
     record = read_record(root)
