@@ -52,6 +52,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..eval import evaluate
+from ..eval.distributed import init_distributed
 from .checkpoint import CHECKPOINT_NAME, atomic_write, capture_rng_state, load_checkpoint, restore_rng_state, \
     save_checkpoint
 from .losses import ReIDLoss
@@ -198,19 +199,9 @@ def evaluate_model(
 
 # --- distributed ------------------------------------------------------------------------------------------------------
 def _init_distributed(device: torch.device) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; initialises the process group if needed."""
-    import datetime
-    world_size = int(os.environ.get('WORLD_SIZE', '1'))
-    if world_size <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    if device.type == 'cuda':
-        torch.cuda.set_device(local_rank if device.index is None else device.index)  # before NCCL initialises
-    if not dist.is_initialized():
-        # rank 0 evaluates while the others wait at a barrier: allow a long evaluation on a large test set
-        dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
-                                timeout=datetime.timedelta(hours=2))
-    return dist.get_rank(), dist.get_world_size(), local_rank
+    """(rank, world_size, local_rank) from torchrun's environment: the one helper the leaderboard uses too (it
+    initialises the process group once, with a timeout long enough for rank 0 to evaluate a large test set)."""
+    return tuple(init_distributed(device))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
