@@ -31,7 +31,8 @@ def test_files_and_counts(recording):
         assert {d.track_id for d in gt} <= set(range(1, 7))
         assert max(d.frame for d in gt + tracks) <= 90
     seen = {int(k): v['cameras'] for k, v in recording['identities'].items()}
-    assert all(2 <= len(cams) <= 3 for cams in seen.values())
+    # 2-3 planned cameras each; a walk that would go on past the end of the recording stops early
+    assert all(1 <= len(cams) <= 3 for cams in seen.values()) and sum(len(c) >= 2 for c in seen.values()) >= 3
     counts = recording['counts']
     assert counts['false_positive_tracks'] >= 6 and counts['tracker_tracks'] > counts['visits']
 
