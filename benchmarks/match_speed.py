@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     d = decode_throughput(meta, tuple(args.crop_size))
     print(f"decode benchmark ({d['frames']} frames, {d['crops']} boxes, {len(cams)} videos): plain PyAV decode "
           f"{d['plain_fps']:.0f} frames/s; decode + crop + resize of every box to {args.crop_size[0]}x"
-          f"{args.crop_size[1]} {d['crop_fps']:.0f} frames/s = {d['ratio']:.2f}x (goal >= 0.8x); shrinking only larger boxes (as match does) "
+          f"{args.crop_size[1]} {d['crop_fps']:.0f} frames/s = {d['ratio']:.2f}x (goal >= 0.8x); shrinking only larger "
+          f"boxes (as match does) "
           f"{d['shrink_only_fps']:.0f} frames/s = {d['shrink_only_ratio']:.2f}x; match's crop stage "
           f"(filters, <= 32 crops per track written to disk) {d['stage_fps']:.0f} frames/s = {d['stage_ratio']:.2f}x")
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from reidzoo.cli import main as cli_main  # noqa: E402
 from reidzoo.data.synthvid_video import generate_video, load_video_meta  # noqa: E402
 from reidzoo.match import (  # noqa: E402
     FramesPastEndError, MatchWarning, TrackletFilter, TracksFormatError, VideoDecodeError, associate,
-    cannot_link_matrix, match, read_mot, score_mtmc, score_mtmc_files, write_mot,
+    cannot_link_matrix, match, read_mot, score_mtmc, write_mot,
 )
 from reidzoo.match.associate import calibrate_threshold, pairwise_f1  # noqa: E402
 from reidzoo.match.tracks import Detection  # noqa: E402

@@ -2,8 +2,9 @@
 
 The SynthVID people (:class:`reidzoo.data.synthvid.Identity`) walk across the scenes of several cameras
 (:class:`~reidzoo.data.synthvid.Camera`: its background, colour cast, gamma, saturation, noise), all recorded on one
-clock. Each identity visits 2-4 cameras one after the other (fewer if its walk would outlast the recording); consecutive visits may overlap in time (cameras with
-overlapping views) or be separated by a gap, and several people share a camera at once. Each camera gets:
+clock. Each identity visits 2-4 cameras one after the other (fewer if its walk would outlast the recording);
+consecutive visits may overlap in time (cameras with overlapping views) or be separated by a gap, and several people
+share a camera at once. Each camera gets:
 
 - ``<cam>.mp4``: the video (H.264 through PyAV);
 - ``gt/<cam>.txt``: MOT ground truth, id = the global identity (1-based), one box per visible frame;

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch.nn as nn
 
+from ..data.synthvid_video import generate_video, load_video_meta
 from .pipeline import associate_cameras, prepare_cameras, write_outputs
 from .score import score_mtmc_files
 from .tracklets import MatchWarning, TrackletFilter, build_tracklets
@@ -32,7 +33,6 @@ VIDEO_PARAMS = {'num_cameras': 4, 'num_ids': 12, 'num_frames': 480, 'frame_size'
 
 def ensure_recording(root: Union[str, os.PathLike], **params: Any) -> dict[str, Any]:
     """Generate the SynthVID recording in ``root`` unless a finished one with the same parameters is there."""
-    from ..data.synthvid_video import generate_video, load_video_meta
     params = {**VIDEO_PARAMS, **params}
     root = Path(root)
     try:
@@ -161,7 +161,8 @@ def decode_throughput(meta: dict[str, Any], crop_size: tuple[int, int] = (256, 1
             shutil.rmtree(work, ignore_errors=True)
     return {'frames': total, 'crops': crops, 'plain_fps': total / best_plain, 'crop_fps': total / best_mem,
             'ratio': best_plain / best_mem, 'shrink_only_fps': total / best_shrink,
-            'shrink_only_ratio': best_plain / best_shrink, 'stage_fps': total / best_crop, 'stage_ratio': best_plain / best_crop}
+            'shrink_only_ratio': best_plain / best_shrink, 'stage_fps': total / best_crop,
+            'stage_ratio': best_plain / best_crop}
 
 
 def run_match_step(out: Union[str, Path], models: dict[str, Union[nn.Module, str]], progress: bool = False) -> str:

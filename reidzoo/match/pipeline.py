@@ -31,8 +31,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._atomic import fsync_dir
+from .._atomic import atomic_write_text, fsync_dir
+from ..data.synthvid import (
+    GENERATOR_VERSION, build_synthvid, colour_histogram_features, synthvid_cache_dir,
+)
 from ..eval.distance import compute_distance
+from ..eval.extract import extract_features
+from ..models import create_model
 from .associate import associate, calibrate_threshold, cannot_link_matrix
 from .report import write_report
 from .tracklets import MatchWarning, TrackletFilter, TrackletInfo, build_tracklets
@@ -138,15 +143,12 @@ def embed(method: Union[nn.Module, str], tracklets: Sequence[Any], *, progress: 
         if method != 'histogram':
             raise ValueError(f"embed() takes a model or 'histogram', got {method!r}")
         # the same features as SynthVID's reference matcher; Euclidean on square roots ranks as the Hellinger distance
-        from ..data.synthvid import colour_histogram_features
         return torch.from_numpy(colour_histogram_features(tracklets)).float(), 'euclidean'
-    from ..eval.extract import extract_features
     feats = extract_features(method, tracklets, progress=progress, **extract_kwargs)
     return feats, method.pretrained_cfg.get('distance', 'cosine')
 
 
 def _calibration_tracklets(max_frames: int = CALIBRATION_FRAMES) -> tuple[list[Any], np.ndarray]:
-    from ..data.synthvid import build_synthvid
     ds = build_synthvid(**CALIBRATION_DATA)
     tracklets = [t for t in (*ds.query, *ds.gallery) if t.pid > 0]  # labelled test identities only
     seen, unique = set(), []
@@ -159,12 +161,10 @@ def _calibration_tracklets(max_frames: int = CALIBRATION_FRAMES) -> tuple[list[A
 
 
 def _threshold_cache() -> Path:
-    from ..data.synthvid import synthvid_cache_dir
     return Path(synthvid_cache_dir()).parent / 'match_thresholds.json'
 
 
 def _weights_key(method: Union[nn.Module, str]) -> Optional[str]:
-    from ..data.synthvid import GENERATOR_VERSION
     # the calibration data is part of the key: a new generator version or calibration set recalibrates
     data = f"synthvid-v{GENERATOR_VERSION}:{json.dumps(CALIBRATION_DATA, sort_keys=True)}:{CALIBRATION_FRAMES}"
     if isinstance(method, str):
@@ -205,7 +205,6 @@ def default_threshold(method: Union[nn.Module, str], *, progress: bool = True,
             'data': f"SynthVID {CALIBRATION_DATA['layout']} test identities, {json.dumps(CALIBRATION_DATA)}",
             'metric': metric}
     if key is not None:
-        from .._atomic import atomic_write_text
         try:
             table = json.loads(cache.read_text()) if cache.is_file() else {}
         except (OSError, ValueError):
@@ -334,7 +333,6 @@ def match(
     """
     t0 = time.perf_counter()
     if isinstance(model, str) and model not in BASELINES:
-        from .. import create_model
         model = create_model(model, pretrained=True)
     out = Path(out)
     tmp = _out_tmp(out, overwrite)

@@ -184,7 +184,8 @@ def build_tracklets(
             decoded = index
             bar.update(1)
             for tid, box in chosen.get(index, {}).items():
-                submit(crop_box(frame, box, crop_size, upscale=False), crop_dir / str(tid) / f'{index:06d}{crop_format}', **save_kw)
+                submit(crop_box(frame, box, crop_size, upscale=False),
+                       crop_dir / str(tid) / f'{index:06d}{crop_format}', **save_kw)
             for tid, box in thumbs.get(index, {}).items():
                 submit(crop_box(frame, box, thumb_size), crop_dir / str(tid) / 'thumbnail.jpg', quality=90)
         while pending:

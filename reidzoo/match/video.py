@@ -12,6 +12,9 @@ from typing import Iterator, Optional, Union
 import numpy as np
 from PIL import Image
 
+from ..data.dataset import DatasetError, list_frames
+from ..data.io import FrameLoadError, load_frame
+
 __all__ = ['VideoDecodeError', 'FrameSource', 'VideoSource', 'FolderSource', 'open_source', 'crop_box', 'clip_box']
 
 PathLike = Union[str, os.PathLike]
@@ -92,7 +95,6 @@ class FolderSource(FrameSource):
     """A folder of frame images, in natural order (``f9.jpg`` before ``f10.jpg``); frame 1 is the first file."""
 
     def __init__(self, path: PathLike):
-        from ..data.dataset import DatasetError, list_frames
         self.path = os.fspath(path)
         try:
             self.files = list_frames(self.path, FRAME_SUFFIXES)
@@ -105,7 +107,6 @@ class FolderSource(FrameSource):
         return len(self.files)
 
     def frames(self, last: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
-        from ..data.io import FrameLoadError, load_frame
         for index, file in enumerate(self.files[:last] if last is not None else self.files, start=1):
             try:
                 img = load_frame(file)
