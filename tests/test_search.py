@@ -337,6 +337,7 @@ def test_gallery_from_dataset_tracklets_keeps_pid_and_camid(tracklets_and_model)
     tracklets = [Tracklet(list_frames(d), pid=10 + i, camid=i % 2) for i, d in enumerate(dirs)]
     index = build_gallery_index(model, tracklets, name=model_name, progress=False)
     assert [(m['pid'], m['camid']) for m in index.metadata] == [(10 + i, i % 2) for i in range(len(dirs))]
+    assert index.metadata[0]['name'] == tracklets[0].frames[0] and index.metadata[0]['path'] == dirs[0]
     assert index.metric == model.pretrained_cfg['distance'] and index.model['name'] == model_name
     q_emb, q_meta = embed_tracklets(model, dirs[3:4], progress=False)
     _, idx, rows = index.search(q_emb, 1)

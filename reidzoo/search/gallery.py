@@ -1,7 +1,7 @@
 """Gallery building blocks: tracklet metadata, embedding tracklets with a zoo model, reading ``reidzoo extract`` files.
 
-The metadata row of a tracklet holds what a result needs to be shown and traced back: ``name`` (its folder, or the
-dataset's first frame folder), ``thumbnail`` (its middle frame, the one drawn in result strips), ``num_frames``,
+The metadata row of a tracklet holds what a result needs to be shown and traced back: ``name`` (its folder, or for a
+dataset ``Tracklet`` its first frame, since MARS-style layouts share one folder per person), ``thumbnail`` (its middle frame, the one drawn in result strips), ``num_frames``,
 ``camid`` and ``pid`` (-1 when unknown, as for a user's own folders).
 """
 from __future__ import annotations
@@ -50,7 +50,8 @@ def embed_tracklets(model: nn.Module, tracklets: Sequence[Any],
     for t in tracklets:
         if hasattr(t, 'frames'):  # a dataset Tracklet: pid and camid are known
             items.append(t)
-            meta.append(tracklet_metadata(t.frames, pid=t.pid, camid=t.camid))
+            # named by its first frame: MARS-style layouts keep all tracklets of a person in one folder
+            meta.append(tracklet_metadata(t.frames, name=os.path.abspath(t.frames[0]), pid=t.pid, camid=t.camid))
         else:
             frames = list_frames(t)
             items.append(frames)
