@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['TemporalAvgPool', 'TemporalAttentionPool', 'RNNPool', 'create_temporal_pool']
+__all__ = ['TemporalAvgPool', 'TemporalAttentionPool', 'RNNPool', 'LSTMLayer', 'create_temporal_pool']
 
 
 class TemporalAvgPool(nn.Module):
@@ -57,17 +57,40 @@ class TemporalAttentionPool(nn.Module):
         return torch.einsum('bt,btc->bc', a, x.mean(dim=(-2, -1)))
 
 
+class LSTMLayer(nn.Module):
+    """One batch-first LSTM layer with ``nn.LSTM``'s parameters, names, init and numerics, minus the module type.
+
+    ``forward`` calls the same ``torch.lstm`` kernel ``nn.LSTM`` calls (bit-identical outputs), but torch.compile
+    refuses to trace ``nn.LSTM`` *modules* (a graph break per call, an error with ``fullgraph=True``) while it traces
+    the op; torch.export and the ONNX exporter turn it into one ONNX ``LSTM`` node as before. State-dict keys stay
+    ``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        reference = nn.LSTM(input_size=input_size, hidden_size=hidden_size, num_layers=1, batch_first=True)
+        for name, param in reference.named_parameters():  # nn.LSTM's own initialisation, same random draws
+            self.register_parameter(name, param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, input_size)`` -> outputs at every step ``(B, T, hidden_size)`` (zero initial state)."""
+        h0 = x.new_zeros(1, x.shape[0], self.hidden_size)
+        weights = [self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0]
+        out, _, _ = torch.lstm(x, (h0, h0), weights, True, 1, 0.0, self.training, False, True)
+        return out
+
+
 class RNNPool(nn.Module):
     """RNN: ``mean_t LSTM(GAP(f_1..f_T))``."""
 
     def __init__(self, in_chs: int, hidden_size: int = 512):
         super().__init__()
         self.out_features = hidden_size
-        self.lstm = nn.LSTM(input_size=in_chs, hidden_size=hidden_size, num_layers=1, batch_first=True)
+        self.lstm = LSTMLayer(in_chs, hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x.mean(dim=(-2, -1)))
-        return out.mean(dim=1)
+        return self.lstm(x.mean(dim=(-2, -1))).mean(dim=1)
 
 
 def create_temporal_pool(kind: str, in_chs: int, feat_size: tuple[int, int], **kwargs) -> nn.Module:

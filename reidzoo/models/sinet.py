@@ -122,6 +122,8 @@ class SalientToBroadModule(nn.Module):
 
     def _forward_clip(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = x.shape
+        if b == 0:
+            return x  # no clips: the per-clip grouped conv below cannot have zero groups
         k, pos = self.kernel_size, self.split_pos
         xf, xl = x[:, :pos + 1], x[:, pos + 1:]
         tf, tl = xf.shape[1], xl.shape[1]
@@ -166,8 +168,10 @@ class SalientToBroadModule(nn.Module):
             raise ValueError(f'SBM takes clips of a multiple of {_SBM_CLIP} frames, got shape {tuple(x.shape)}.')
         if t == _SBM_CLIP:
             return self._forward_clip(x)
-        # longer clips: consecutive 4-frame groups (the authors' code does exactly this for T=8)
-        return self._forward_clip(x.reshape(b * t // _SBM_CLIP, _SBM_CLIP, *x.shape[2:])).reshape(x.shape)
+        # longer clips: consecutive 4-frame groups (the authors' code does exactly this for T=8); split the frame
+        # axis only, so no size is computed from the batch (a traced graph keeps a symbolic batch)
+        groups = x.unflatten(1, (t // _SBM_CLIP, _SBM_CLIP)).flatten(0, 1)
+        return self._forward_clip(groups).unflatten(0, (b, t // _SBM_CLIP)).flatten(1, 2)
 
 
 class IntegrationDistributionModule(nn.Module):

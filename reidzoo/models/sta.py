@@ -105,7 +105,9 @@ def sta_fuse(x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     k = scores.shape[-1]
     blocks = x.unflatten(3, (k, h // k))  # (B, T, D, K, h/K, w)
     best = scores.argmax(dim=1)  # (B, K)
-    f1 = torch.take_along_dim(blocks, best.view(b, 1, 1, k, 1, 1), dim=1).squeeze(1)
+    # gather with an explicitly expanded index (take_along_dim's broadcasting pins the batch size when traced)
+    index = best.view(b, 1, 1, k, 1, 1).expand(b, 1, d, k, h // k, w)
+    f1 = torch.gather(blocks, 1, index).squeeze(1)
     f2 = torch.einsum('btk,btdkhw->bdkhw', scores.to(x.dtype), blocks)
     return torch.cat([f1, f2], dim=1).flatten(2, 3)
 
