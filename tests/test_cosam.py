@@ -49,7 +49,7 @@ def _reference_cosam(x: torch.Tensor, p: dict, t: int, eps: float = 1e-4) -> tor
 
 
 def _random_cosam_params(c: int, t: int, h: int, w: int, mid: int) -> dict:
-    """The authors' COSAM keys and shapes (official-implementations.md §2.3), random values."""
+    """The authors' COSAM keys and shapes (their `src/models/cosam.py`), random values."""
     g = torch.Generator().manual_seed(c + t)
     rnd = lambda *s: torch.randn(*s, generator=g) * 0.2  # noqa: E731
     pos = lambda *s: torch.rand(*s, generator=g) + 0.5  # noqa: E731
@@ -160,7 +160,7 @@ def test_convert_rejects_unknown_keys_and_arch():
 
 
 def test_full_size_parameter_counts():
-    """Params of the authors' models with 625 classes (official-implementations.md §2.5)."""
+    """Params of the authors' models with 625 classes (their `src/models/ResNet.py`)."""
     expected = {'cosam_resnet50_tp': 27.20, 'cosam_seresnet50_rnn': 34.02}
     for name, millions in expected.items():
         model = reidzoo.create_model(name, num_classes=625)

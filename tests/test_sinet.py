@@ -48,7 +48,7 @@ AUTHORS_CONV_BIASES = 64 + (3 * 384 + 256) + (4 * 768 + 512) + (6 * 1536 + 1024)
 @pytest.mark.parametrize('arch,without_head,with_625', [
     ('sinet_resnet50', 26.26, 31.74), ('sbnet_resnet50', 25.14, 30.62), ('idnet_resnet50', 24.66, 25.94)])
 def test_parameter_counts_match_the_authors(arch, without_head, with_625):
-    """official-implementations.md §1.1 (the authors' model, num_classes=625): ours + their conv biases."""
+    """The authors' model (baist/SINet `models/resnet.py`, num_classes=625): ours + their conv biases."""
     assert AUTHORS_CONV_BIASES == 26560
     model = reidzoo.create_model(arch, num_classes=625)
     total = sum(p.numel() for p in model.parameters())

@@ -15,7 +15,8 @@ SMALL = dict(img_size=(139, 139), aux_logits=False)  # 3x3 Mixed_7c maps; the au
 
 
 def _authors_fuse_net(c: int, hw: tuple, mid: int = 256, hidden: int = 128, seed: int = 0) -> dict:
-    """``fuse_net.*`` keys and shapes of the authors' FuseNet (official-implementations.md §3.3), random values."""
+    """``fuse_net.*`` keys and shapes of the authors' FuseNet (yolomax/person-reid-lib
+    ``tasks/task_video/architecture.py``), random values."""
     g = torch.Generator().manual_seed(seed)
     rnd = lambda *s: torch.randn(*s, generator=g) * 0.1  # noqa: E731
     pos = lambda *s: torch.rand(*s, generator=g) + 0.5  # noqa: E731
