@@ -263,7 +263,7 @@ def _rank_chunks(x: _Inputs, kept_cols: Optional[torch.Tensor], q_self: torch.Te
     uniq_pids, group_counts = torch.unique_consecutive(g_pids[g_order], return_counts=True)
     group_starts = torch.cumsum(group_counts, 0) - group_counts
     if num_kept:
-        slot = torch.searchsorted(uniq_pids, q_pids).clamp_(max=len(uniq_pids) - 1)
+        slot = _searchsorted(uniq_pids, q_pids).clamp_(max=len(uniq_pids) - 1)
         q_group_size = torch.where(uniq_pids[slot] == q_pids, group_counts[slot], 0)
     else:
         slot = q_group_size = torch.zeros(num_q, dtype=torch.int64, device=device)
@@ -334,6 +334,14 @@ def _summarize(num_pos: torch.Tensor, first_hit: torch.Tensor, ap_sum: torch.Ten
     )
 
 
+def _searchsorted(sorted_values: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``torch.searchsorted`` (left); numpy's on CPU, which costs a fraction of torch's there (measured: torch's was
+    about 15 % of a whole evaluation's CPU time)."""
+    if sorted_values.device.type != 'cpu':
+        return torch.searchsorted(sorted_values, values)
+    return torch.from_numpy(np.searchsorted(sorted_values.numpy(), values.numpy()))
+
+
 def _take_rows(dist: torch.Tensor, rows: torch.Tensor, cols: Optional[torch.Tensor]) -> torch.Tensor:
     """Copy of ``dist[rows][:, cols]``; numpy on CPU (single-threaded copies: torch's parallel ones stall when the
     machine is busy, and a chunk is small enough that one thread saturates memory)."""
@@ -356,7 +364,7 @@ def _count_positives(q_pids, q_camids, q_self, g_pids, g_camids) -> torch.Tensor
     q_pid_idx, g_pid_idx = both_pids[:len(q_pids)], both_pids[len(q_pids):]
     pid_count = torch.bincount(g_pid_idx, minlength=int(both_pids.max()) + 1)
     uniq_keys, key_counts = torch.unique(g_key, return_counts=True)
-    at = torch.searchsorted(uniq_keys, q_key).clamp_(max=len(uniq_keys) - 1)
+    at = _searchsorted(uniq_keys, q_key).clamp_(max=len(uniq_keys) - 1)
     same_cam = torch.where(uniq_keys[at] == q_key, key_counts[at], 0)
     count = pid_count[q_pid_idx] - same_cam
     s = q_self.clamp(min=0)
@@ -447,7 +455,8 @@ def _count_lex_below(d: torch.Tensor, thresholds: torch.Tensor, positions: torch
         w = max(int(width[rows[-1]]), 1)
         n = width[rows]
         flat = np.flatnonzero(keep[rows])  # kept entries, row-major: one pass gives both row and column
-        r_of, c_of = np.divmod(flat, num_g)
+        r_of = np.repeat(np.arange(len(rows)), n)  # cheaper than an integer divmod of flat
+        c_of = flat - r_of * num_g
         at = (r_of, np.arange(len(flat)) - np.repeat(np.cumsum(n) - n, n))
         block = np.full((len(rows), w), np.iinfo(np.uint64).max, dtype=np.uint64)  # padding above every key
         block[at] = _lex_keys(d_np[rows[r_of], c_of], c_of)
