@@ -85,6 +85,13 @@ def test_one_resolver_with_caller_over_weights_over_architecture():
         ModelCfg.from_dict(dict(arch, num_frames='four'))
 
 
+def test_every_architecture_default_cfg_is_a_valid_model_cfg():
+    for name in reidzoo.list_models():
+        data = ModelCfg.from_dict(reidzoo.models.get_arch_default_cfg(name), name)
+        assert data.input_size[0] == 3 and data.num_frames >= 1, name
+        assert data.distance in ('cosine', 'euclidean', 'sqeuclidean'), name
+
+
 # --- checkpoint_path= for every family ---------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _checkpoint(arch: str, num_classes: int, tmp: str) -> tuple[str, dict[str, torch.Tensor]]:
