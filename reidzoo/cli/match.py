@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
               **kwargs)
     cams = len(args.tracks)
     print(f'{r.num_tracklets} tracklets from {cams} cameras -> {len(r.identities)} identities '
-          f'({r.method}, threshold {r.threshold}); {r.seconds["total"]:.1f} s. Open {r.out_dir / "index.html"}')
+          f'({r.method}, threshold {"none" if r.threshold is None else f"{r.threshold:.4g}"}); {r.seconds["total"]:.1f} s. '
+          f'Open {r.out_dir / "index.html"}')
     if args.gt:
         names = [line['name'] for line in json.loads((r.out_dir / 'identities.json').read_text())['cameras']]
         scores = score_mtmc_files(args.gt, [r.out_dir / f'{n}.txt' for n in names])
