@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
               filters=filters, save_crops=args.save_crops, overwrite=args.overwrite, progress=not args.no_progress,
               **kwargs)
     cams = len(args.tracks)
-    print(f'{r.num_tracklets} tracklets from {cams} cameras -> {len(r.identities)} identities '
-          f'({r.method}, threshold {"none" if r.threshold is None else f"{r.threshold:.4g}"}); {r.seconds["total"]:.1f} s. '
-          f'Open {r.out_dir / "index.html"}')
+    threshold = 'none' if r.threshold is None else f'{r.threshold:.4g}'
+    print(f'{r.num_tracklets} tracklets from {cams} cameras -> {len(r.identities)} identities ({r.method}, threshold '
+          f'{threshold}); {r.seconds["total"]:.1f} s. Open {r.out_dir / "index.html"}')
     if args.gt:
         names = [line['name'] for line in json.loads((r.out_dir / 'identities.json').read_text())['cameras']]
         scores = score_mtmc_files(args.gt, [r.out_dir / f'{n}.txt' for n in names])
