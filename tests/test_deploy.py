@@ -40,7 +40,9 @@ def test_onnxruntime_equals_eager_at_two_batch_sizes(arch, tmp_path):
     cfg = embedder.pretrained_cfg
     assert cfg['architecture'] == arch
     assert cfg['input_size'] == (3, *model.img_size) and cfg['num_frames'] == model.num_frames
-    for key in ('mean', 'std', 'distance', 'test_sampling', 'interpolation'):
+    # STMP's graph takes exactly num_frames (its recurrence is unrolled): whole-tracklet sampling becomes dense clips
+    assert cfg['test_sampling'] == ('dense' if arch.startswith('stmp') else model.pretrained_cfg['test_sampling'])
+    for key in ('mean', 'std', 'distance', 'interpolation'):
         assert cfg[key] == (tuple(model.pretrained_cfg[key]) if isinstance(model.pretrained_cfg[key], (tuple, list))
                             else model.pretrained_cfg[key]), key
     assert embedder.num_features == model.num_features
@@ -99,7 +101,7 @@ def test_a_model_that_cannot_export_is_named_with_the_reason(tmp_path):
 
 def test_embedder_refuses_a_file_without_reidzoo_metadata(tmp_path):
     path = tmp_path / 'plain.onnx'
-    torch.onnx.export(nn.Linear(3, 2), (torch.zeros(1, 3),), path, dynamo=True, external_data=False)
+    torch.onnx.export(nn.Linear(3, 2).eval(), (torch.zeros(1, 3),), path, dynamo=True, external_data=False)
     with pytest.raises(ValueError, match='no reidzoo cfg in its metadata'):
         OnnxEmbedder(path)
 

@@ -142,7 +142,16 @@ class SalientToBroadModule(nn.Module):
         # SO (Eq. 3-4): per-clip dynamic conv over the later frames (frames as the batch, clips as groups)
         ql = F.relu(xl * cal).transpose(0, 1).reshape(tl, b * c, h, w)
         pad = (k - 1) // 2
-        resp = F.conv2d(F.pad(ql, [pad] * 4, mode='replicate'), kernel, groups=b)  # (tl, b, h, w)
+        ql = F.pad(ql, [pad] * 4, mode='replicate')
+        if torch.compiler.is_exporting():
+            # ONNX's Conv needs a constant group count, and groups=b would pin the batch: the same sums as k*k
+            # shifted products (equal up to float rounding; eager keeps the grouped conv, bit-identical to the
+            # authors' code)
+            qv = ql.view(tl, b, c, h + 2 * pad, w + 2 * pad)
+            resp = sum(torch.einsum('tbchw,bc->tbhw', qv[..., i:i + h, j:j + w], kernel[:, :, i, j])
+                       for i in range(k) for j in range(k))
+        else:
+            resp = F.conv2d(ql, kernel, groups=b)  # (tl, b, h, w)
         resp = resp.transpose(0, 1) / (k * k)
         resp = resp.reshape(b, tl, h * w).softmax(dim=-1).reshape(b, tl, 1, h, w).clamp_min(1e-4)
         inv = 1.0 / (resp * h * w)
