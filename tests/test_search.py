@@ -111,7 +111,7 @@ def test_auto_without_faiss_falls_back_to_exact(monkeypatch):
 
 def test_hnsw_beam_grows_with_gallery():
     from reidzoo.search import hnsw_defaults
-    assert [hnsw_defaults(n)['ef_search'] for n in (10_000, 300_000, 5_000_000)] == [32, 64, 128]
+    assert [hnsw_defaults(n)['ef_search'] for n in (10_000, 300_000, 1_000_000)] == [32, 64, 128]
 
 
 def test_ivf_defaults_scale_with_gallery():

@@ -16,9 +16,9 @@ they equal :func:`reidzoo.eval.compute_distance` up to float32 rounding.
 Kinds: ``'exact'`` is a chunked torch matmul + top-k (no faiss needed, memory bounded by the chunk size);
 ``'ivf'`` is faiss ``IndexIVFFlat`` (an inverted file over k-means cells, exact distances inside the probed cells);
 ``'hnsw'`` is faiss ``IndexHNSWFlat`` (a navigable small-world graph). ``'auto'`` picks exact below
-:data:`EXACT_MAX` rows and HNSW above: in ``benchmarks/search_speed.py`` HNSW kept recall@10 >= 0.95 on every
-gallery, while IVF's recall fell to ~0.5 on 1M embeddings whose identities spread over all 512 dimensions (IVF
-builds much faster and does well on lower-dimensional data: check with :meth:`GalleryIndex.estimate_recall`).
+:data:`EXACT_MAX` rows and HNSW above: in ``benchmarks/search_speed.py``, on 1M embeddings whose identities spread
+over all 512 dimensions, IVF's recall@10 fell to ~0.5 and HNSW's to 0.93 (efSearch 128); IVF builds faster and
+reached 0.965 at 43x on lower-dimensional data. Check an index with :meth:`GalleryIndex.estimate_recall`.
 Parameters come from :func:`ivf_defaults` / :func:`hnsw_defaults`; see ``docs/search.md``.
 """
 from __future__ import annotations
@@ -102,11 +102,12 @@ def hnsw_defaults(count: int) -> dict[str, int]:
 
     M=32 is a common setting for high-dimensional float vectors (memory: ~M*2*4 bytes per row on top of the
     vectors). The search beam grows with the gallery, because recall at a fixed beam falls as the graph grows: on
-    clustered 512-d embeddings (``benchmarks/search_speed.py``, isotropic identities) efSearch 32 gave recall@10
-    0.995 at 100k rows but 0.951 at 300k, where 64 gave 0.994. So 32 up to 150k rows, 64 up to 1M, and 128 above
-    (not measured: HNSW builds of 1M+ rows did not fit the benchmark run). ef_search is raised to k when k is larger.
+    clustered 512-d embeddings (``benchmarks/search_speed.py``, isotropic identities, the hardest case) efSearch 32
+    gave recall@10 0.995 at 100k rows, 0.951 at 300k (64: 0.994), and at 1M 0.66 (64: 0.85, 128: 0.93). So 32 up to
+    150k rows, 64 up to 500k, 128 above; on large galleries check :meth:`GalleryIndex.estimate_recall` and raise it
+    if needed. ef_search is raised to k when k is larger.
     """
-    ef_search = 32 if count <= 150_000 else 64 if count <= 1_000_000 else 128
+    ef_search = 32 if count <= 150_000 else 64 if count <= 500_000 else 128
     return {'M': 32, 'ef_construction': 80, 'ef_search': ef_search}
 
 
