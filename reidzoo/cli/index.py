@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument('--nlist', type=int, default=None, help='IVF cells (default: ~sqrt(rows), a power of two)')
     b.add_argument('--nprobe', type=int, default=None, help='IVF cells probed per query (default: nlist/16, >= 8)')
     b.add_argument('--hnsw-m', type=int, default=None, help='HNSW neighbours per node (default: 32)')
-    b.add_argument('--ef-search', type=int, default=None, help='HNSW search beam width (default: 32 up to 150k rows, 64 up to 500k, then 128)')
+    b.add_argument('--ef-search', type=int, default=None,
+                   help='HNSW search beam width (default: 32 up to 150k rows, 64 up to 500k, then 128)')
     b.add_argument('--no-pretrained', action='store_true',
                    help='random weights, for testing the pipeline only: such an index cannot be queried by tracklet '
                         '(default: load the named weights)')

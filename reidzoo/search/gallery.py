@@ -1,8 +1,9 @@
 """Gallery building blocks: tracklet metadata, embedding tracklets with a zoo model, reading ``reidzoo extract`` files.
 
 The metadata row of a tracklet holds what a result needs to be shown and traced back: ``name`` (its folder, or for a
-dataset ``Tracklet`` its first frame, since MARS-style layouts share one folder per person), ``thumbnail`` (its middle frame, the one drawn in result strips), ``num_frames``,
-``camid`` and ``pid`` (-1 when unknown, as for a user's own folders).
+dataset ``Tracklet`` its first frame, since MARS-style layouts share one folder per person), ``thumbnail`` (its
+middle frame, the one drawn in result strips), ``num_frames``, ``camid`` and ``pid`` (-1 when unknown, as for a
+user's own folders).
 """
 from __future__ import annotations
 
