@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Union
 
-__all__ = ['atomic_write', 'atomic_write_text', 'fsync_dir']
+__all__ = ['atomic_write', 'atomic_write_text', 'fsync_dir', 'replace_dir']
 
 
 def _umask() -> int:
@@ -55,3 +57,21 @@ def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path: Union[str, Path], text: str) -> Path:
     """:func:`atomic_write` of a UTF-8 text."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding='utf-8'))
+
+
+def replace_dir(tmp: Union[str, Path], dest: Union[str, Path]) -> Path:
+    """Publish the finished folder ``tmp`` (a sibling of ``dest``) as ``dest``, replacing an existing ``dest``.
+
+    An old ``dest`` is renamed aside first and deleted only after the new one is in place, so a crash leaves either
+    folder whole (plus, at worst, a hidden ``.<name>.old-*`` sibling), never a mix of the two.
+    """
+    tmp, dest = Path(tmp), Path(dest)
+    old = None
+    if dest.exists():
+        old = dest.parent / f'.{dest.name}.old-{uuid.uuid4().hex[:8]}'
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .._atomic import fsync_dir
-from .synthvid import Camera, Identity, render_tracklet
+from .synthvid import Camera, Identity, atomic_folder, render_tracklet
 
 __all__ = ['VIDEO_MARKER', 'generate_video', 'load_video_meta']
 
@@ -242,12 +239,7 @@ def generate_video(
     params = {'num_cameras': int(num_cameras), 'num_ids': int(num_ids), 'num_frames': int(num_frames),
               'frame_size': [height, width], 'fps': int(fps), 'seed': int(seed), 'version': VIDEO_GENERATOR_VERSION}
     root = os.path.abspath(os.fspath(root))
-    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
-        raise FileExistsError(f'{root} already exists and is not an empty folder; choose a new --out folder.')
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(root)}.tmp-{os.getpid()}-', dir=parent)
-    try:
+    with atomic_folder(root) as tmp:  # a failed or killed render never leaves a half-written root
         started = time.perf_counter()
         rng = np.random.default_rng([seed, 10])
         visits = _plan(rng, num_ids, num_cameras, num_frames, (height, width))
@@ -315,13 +307,6 @@ def generate_video(
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if os.path.isdir(root):
-            os.rmdir(root)
-        os.rename(tmp, root)
-        fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 

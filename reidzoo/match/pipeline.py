@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._atomic import atomic_write_text, fsync_dir
+from .._atomic import atomic_write_text, replace_dir
 from ..data.synthvid import (
     GENERATOR_VERSION, build_synthvid, colour_histogram_features, synthvid_cache_dir,
 )
@@ -260,16 +260,6 @@ def _out_tmp(out: Path, overwrite: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished temporary folder to ``out``; an old ``out`` is moved aside first and deleted after."""
-    old = None
-    if out.exists():
-        old = out.parent / f'.{out.name}.old-{os.getpid()}'
-        os.rename(out, old)
-    os.rename(tmp, out)
-    fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_outputs(out_dir: Path, cameras: Sequence[CameraData], labels: np.ndarray, info: dict[str, Any],
@@ -348,7 +338,7 @@ def match(
         seconds['embed+associate'] = time.perf_counter() - t1
         info['filters'] = asdict(filters)
         identities = write_outputs(tmp, cameras, labels, info)
-        _publish(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

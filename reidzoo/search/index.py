@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
@@ -37,7 +36,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .._atomic import fsync_dir
+from .._atomic import fsync_dir, replace_dir
 from ..eval.distance import DISTANCES
 from ..hub import sha256_file
 
@@ -452,14 +451,7 @@ class GalleryIndex:
             write(MANIFEST_NAME, lambda p: p.write_text(text, encoding='utf-8'))
             os.chmod(tmp, 0o777 & ~_umask())
             fsync_dir(tmp)
-            old = None
-            if path.exists():
-                old = path.parent / f'.{path.name}.old-{uuid.uuid4().hex[:8]}'
-                os.replace(path, old)
-            os.replace(tmp, path)
-            fsync_dir(path.parent)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
