@@ -211,9 +211,10 @@ def train_memory_table(names: list[str], devices: list[str], kwargs: dict, input
     for device in devices:
         for name in names:
             for ckpt in (False, True):
-                rows.extend(_run_child(dict(train_memory=True, name=name, kwargs=kwargs, device=device,
-                                            checkpointing=ckpt, batch=batch, input_size=input_size,
-                                            num_frames=num_frames)))
+                result = _run_child(dict(train_memory=True, name=name, kwargs=kwargs, device=device,
+                                         checkpointing=ckpt, batch=batch, input_size=input_size,
+                                         num_frames=num_frames))
+                rows.extend(dict(r, grad_checkpointing=ckpt) for r in result)  # error rows too
     (out_dir / 'train_memory.json').write_text(json.dumps(rows, indent=1))
     lines = ['| model | device | clip | peak step memory, plain (MB) | with grad checkpointing (MB) | saving | '
              'step time plain / ckpt (s) |', '|---|---|---|---|---|---|---|']
