@@ -134,40 +134,33 @@ def run_size(size: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     gc.collect()
 
     if 'ivf' in args.methods:
-        run_ivf(size, gallery, queries, truth, c_exact, rows, build, args)
+        run_faiss('ivf', size, gallery, queries, truth, c_exact, rows, build, args)
     if 'hnsw' in args.methods and size <= args.hnsw_max:
-        run_hnsw(size, gallery, queries, truth, c_exact, rows, build, args)
+        run_faiss('hnsw', size, gallery, queries, truth, c_exact, rows, build, args)
     return rows
 
 
-def run_ivf(size, gallery, queries, truth, c_exact, rows, build, args) -> None:
+# faiss index kind -> (its search-time knob: search() keyword, index.params key, CLI values, label in the table)
+FAISS_KNOBS = {
+    'ivf': ('nprobe', 'nprobe', lambda args: args.nprobe, lambda p: f'faiss IVF nlist={p["nlist"]} nprobe'),
+    'hnsw': ('ef_search', 'ef_search', lambda args: args.ef_search, lambda p: f'faiss HNSW M={p["M"]} efSearch'),
+}
+
+
+def run_faiss(kind, size, gallery, queries, truth, c_exact, rows, build, args) -> None:
+    """Build one faiss index and time its search at each value of its search-time knob, against exact search."""
     gib = 1024 ** 3
-    ivf, t_build, kept = build(gallery, kind='ivf')
-    print(f'{size:>9,d} ivf built in {t_build:.1f} s: {ivf}', flush=True)
-    for nprobe in args.nprobe:
-        ivf.search(queries[:8], args.k, nprobe=nprobe)
-        (_, found, _), seconds, cpu, peak = timed(lambda: ivf.search(queries, args.k, nprobe=nprobe), args.repeats)
-        default = ' (default)' if nprobe == ivf.params['nprobe'] else ''
-        rows.append({'size': size, 'method': f'faiss IVF nlist={ivf.params["nlist"]} nprobe={nprobe}{default}',
+    keyword, param, values, label = FAISS_KNOBS[kind]
+    index, t_build, kept = build(gallery, kind=kind)
+    print(f'{size:>9,d} {kind} built in {t_build:.1f} s: {index}', flush=True)
+    for value in values(args):
+        index.search(queries[:8], args.k, **{keyword: value})  # warm-up
+        (_, found, _), seconds, cpu, peak = timed(lambda: index.search(queries, args.k, **{keyword: value}),
+                                                  args.repeats)
+        default = ' (default)' if value == index.params[param] else ''
+        rows.append({'size': size, 'method': f'{label(index.params)}={value}{default}',
                      'build_s': t_build, 'search_s': seconds, 'search_cpu_s': cpu, 'speedup': c_exact / cpu,
                      'recall@10': recall_at_k(found, truth), 'index_gib': kept / gib, 'search_peak_gib': peak / gib})
-        print(f'  {rows[-1]["method"]}: {seconds:.3f} s ({cpu:.3f} CPU s), recall@10 {rows[-1]["recall@10"]:.4f}',
-              flush=True)
-
-
-def run_hnsw(size, gallery, queries, truth, c_exact, rows, build, args) -> None:
-    gib = 1024 ** 3
-    hnsw, t_build, kept = build(gallery, kind='hnsw')
-    print(f'{size:>9,d} hnsw built in {t_build:.1f} s: {hnsw}', flush=True)
-    for ef in args.ef_search:
-        hnsw.search(queries[:8], args.k, ef_search=ef)
-        (_, found, _), seconds, cpu, peak = timed(lambda: hnsw.search(queries, args.k, ef_search=ef),
-                                                  args.repeats)
-        default = ' (default)' if ef == hnsw.params['ef_search'] else ''
-        rows.append({'size': size, 'method': f'faiss HNSW M={hnsw.params["M"]} efSearch={ef}{default}',
-                     'build_s': t_build, 'search_s': seconds, 'search_cpu_s': cpu, 'speedup': c_exact / cpu,
-                     'recall@10': recall_at_k(found, truth), 'index_gib': kept / gib,
-                     'search_peak_gib': peak / gib})
         print(f'  {rows[-1]["method"]}: {seconds:.3f} s ({cpu:.3f} CPU s), recall@10 {rows[-1]["recall@10"]:.4f}',
               flush=True)
 
