@@ -8,6 +8,7 @@
   so setting them here works in-process; code that calls huggingface_hub directly must pass ``endpoint=`` or run in
   a subprocess with the environment set first (``subprocess_env``).
 * ``manifest_env``: writes an extra weights manifest and adds it through ``REIDZOO_MANIFESTS``.
+* ``make_synthvid``: generates a small SynthVID folder (``build_dataset('synthvid', ...)`` kwargs) and returns its root.
 """
 from __future__ import annotations
 
@@ -70,3 +71,15 @@ def manifest_env(tmp_path, monkeypatch) -> Callable[[dict[str, Any]], Path]:
 
     monkeypatch.delenv('REIDZOO_MANIFESTS', raising=False)
     return add
+
+
+@pytest.fixture(scope='session')
+def make_synthvid(tmp_path_factory) -> Callable[..., str]:
+    """``make_synthvid(name, **build_dataset_kwargs) -> root``: a new generated SynthVID folder on each call."""
+    from reidzoo.data import build_dataset
+
+    def make(name: str, **kwargs: Any) -> str:
+        root = tmp_path_factory.mktemp(name) / 'synthvid'
+        build_dataset('synthvid', str(root), **kwargs)
+        return str(root)
+    return make

@@ -21,10 +21,8 @@ DS_KWARGS = dict(layout='mars', num_ids=8, seed=5, frame_size=(32, 16), lengths=
 
 
 @pytest.fixture(scope='module')
-def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('lb') / 'synthvid'
-    build_dataset('synthvid', str(root), **DS_KWARGS)
-    return str(root)
+def synth_root(make_synthvid):
+    return make_synthvid('lb', **DS_KWARGS)
 
 
 @pytest.fixture(scope='module')

@@ -53,6 +53,7 @@ import torch.nn as nn
 
 from ..eval import evaluate
 from ..eval.distributed import init_distributed
+from ..spec.datasets import get_dataset_spec
 from .checkpoint import CHECKPOINT_NAME, atomic_write, capture_rng_state, load_checkpoint, restore_rng_state, \
     save_checkpoint
 from .losses import ReIDLoss
@@ -289,7 +290,7 @@ class Trainer:
         seed_everything(seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
 
         root = data['root'] or default_data_root(data['dataset'])
-        if root is None and data['dataset'] != 'synthvid':
+        if root is None and not get_dataset_spec(data['dataset']).synthetic:  # a synthetic dataset is generated
             raise RecipeError(f'No data root for {data["dataset"]}: pass --set data.root=/path/to/{data["dataset"]} '
                               f'or set REIDZOO_DATA to the folder holding it.')
         if not self.is_main:
