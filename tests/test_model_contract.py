@@ -245,3 +245,22 @@ def test_compile_fullgraph(arch):
     x = clips(model, 2)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_imagenet_constants_are_timms():
+    """reidzoo states the ImageNet normalisation itself (so the registry loads without timm): the same values."""
+    import timm.data
+    from reidzoo.spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    assert IMAGENET_DEFAULT_MEAN == tuple(timm.data.IMAGENET_DEFAULT_MEAN)
+    assert IMAGENET_DEFAULT_STD == tuple(timm.data.IMAGENET_DEFAULT_STD)
+
+
+def test_listing_models_does_not_import_timm():
+    """`reidzoo list` reads the registry only; timm (seconds to import) loads when a model is built."""
+    import subprocess
+    import sys
+    code = ('import sys, reidzoo; names = reidzoo.list_models(); '
+            'assert len(names) > 10, names; assert "timm" not in sys.modules, "timm imported"; '
+            'reidzoo.create_model("tp_resnet50", backbone="test_resnet"); assert "timm" in sys.modules')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from PIL import Image
 
 __all__ = ['ClipTransform', 'build_clip_transform', 'SINET_ERASE_VALUE']

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import timm
 import torch
 import torch.nn as nn
 from torch.func import functional_call
@@ -184,6 +183,7 @@ def create_backbone(
         last_stride: stride of the last stage (1 for the re-ID "last stride 1"); ``None`` keeps timm's.
         stem_pool_padding: override the stem max-pool padding (SINet's inflated stem pools without padding).
     """
+    import timm  # imported where a trunk is built, so the registry (`reidzoo list`) loads without timm's seconds
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool='', **kwargs)
     if last_stride is not None and hasattr(model, 'layer4'):
         set_last_stride(model.layer4, last_stride)

@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.ncc import ncc_other_frames
 from ._builder import build_model_with_cfg

@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.checkpoint import checkpoint
 
 from ._backbone import backbone_stages, backbone_stem, create_backbone, stage_channels, stage_output_sizes

@@ -45,7 +45,7 @@ from typing import Any, Optional
 
 import torch
 import torch.nn as nn
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ._backbone import create_backbone, forward_frames, stage_channels, stage_output_sizes
 from ._base import ModelOutput, VideoReIDModel

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import timm
 import torch
 import torch.nn as nn
-from timm.layers import ConvNormAct
 from torch.utils.checkpoint import checkpoint
 
 from ._backbone import stage_output_sizes
@@ -79,6 +77,7 @@ class RefiningRecurrentUnit(nn.Module):
         self.gate_input = gate_input
         self.feat_size = tuple(feat_size)
         h, w = self.feat_size
+        from timm.layers import ConvNormAct  # timm loads where a model is built: the registry stays timm-free
         # names and Sequential indices follow the authors' FuseNet so their checkpoints map by prefix
         self.reduce_dim_z = ConvNormAct(
             2 * in_chs, transition_chs, kernel_size=1, padding=0, norm_kwargs=dict(eps=1e-3))
@@ -207,6 +206,7 @@ class STMPNet(VideoReIDModel):
         self.frame_chunk = frame_chunk
         self.global_pool = 'stim'
         self.aux_logits = aux_logits
+        import timm  # see above: imported where the trunk is built
         self.backbone = timm.create_model(backbone, pretrained=pretrained_backbone, aux_logits=aux_logits,
                                           **backbone_kwargs)
         try:

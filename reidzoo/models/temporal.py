@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..spec.model_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..layers.temporal_pool import create_temporal_pool
 from ._backbone import create_backbone, forward_frames, stage_channels, stage_output_sizes

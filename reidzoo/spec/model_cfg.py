@@ -22,6 +22,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+# ImageNet normalisation, the values of timm.data.IMAGENET_DEFAULT_MEAN / _STD (tests/test_model_contract.py checks
+# they agree). Stated here rather than imported so that reading the registry (`reidzoo list`) needs no timm import,
+# which alone costs seconds.
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
 __all__ = [
     'ModelCfg', 'CfgError', 'DEFAULT_TEST_SAMPLING', 'DEFAULT_DISTANCE', 'DATA_KEYS', 'WEIGHTS_KEYS',
     'merge_model_cfg', 'resolve_model_cfg', 'check_config_json', 'check_cfg_types',
