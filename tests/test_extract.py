@@ -1,5 +1,6 @@
 """Tracklet embedding: each model's own test sampling, clip batching, sharding and the extract CLI."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -129,3 +130,23 @@ def test_empty_tracklet_folder_is_a_clear_error(tmp_path):
     (tmp_path / 'frame.jpg').write_bytes(b'')
     with pytest.raises(NotADirectoryError, match='is a file'):  # not "folder does not exist"
         list_frames(tmp_path / 'frame.jpg')
+
+
+def test_a_cfg_without_test_sampling_records_the_sampling_it_used(tiny_synthvid, tmp_path):
+    """One default for test sampling (the spec's): the file's metadata names the sampling the embedding used."""
+    from safetensors import safe_open
+    from reidzoo.spec.model_cfg import DEFAULT_TEST_SAMPLING
+    torch.manual_seed(0)
+    model = reidzoo.create_model('tp_resnet50', backbone='test_resnet').eval()
+    del model.pretrained_cfg['test_sampling']
+    one = tmp_path / 'one'
+    one.mkdir()
+    for f in tiny_synthvid.query[0].frames:  # a folder holding exactly one tracklet's frames
+        shutil.copy(f, one)
+    out = extract(model, [one], tmp_path / 'emb.safetensors')
+    with safe_open(str(out), 'pt') as f:
+        meta = json.loads(f.metadata()['reidzoo'])
+    assert meta['test_sampling'] == DEFAULT_TEST_SAMPLING
+    expected = extract_features(model, [list_frames(one)], test_sampling=DEFAULT_TEST_SAMPLING, progress=False)
+    with safe_open(str(out), 'pt') as f:
+        torch.testing.assert_close(f.get_tensor('embeddings'), expected)

@@ -26,6 +26,7 @@ from ..data.dataset import list_frames as _list_frames
 from ..data.transforms import build_clip_transform
 from ..data.video_dataset import TrackletClipsDataset, collate_tracklet_clips
 from ..models import create_model
+from ..spec.model_cfg import DEFAULT_DISTANCE, DEFAULT_TEST_SAMPLING
 
 __all__ = ['extract_features', 'extract', 'list_frames']
 
@@ -115,8 +116,8 @@ def extract_features(
     if int(batch_size) < 1:
         raise ValueError(f'batch_size must be a positive number of clips per forward pass, got {batch_size}')
     cfg = model.pretrained_cfg
-    test_sampling = test_sampling or cfg.get('test_sampling', 'dense')
-    seq_len = seq_len or cfg.get('num_frames', 4)
+    test_sampling = test_sampling or cfg.get('test_sampling') or DEFAULT_TEST_SAMPLING
+    seq_len = seq_len or getattr(model, 'num_frames', None) or cfg.get('num_frames', 4)
     params = list(model.parameters()) if hasattr(model, 'parameters') else []
     is_module = isinstance(model, nn.Module)
     # a model without parameters (an ONNX Runtime wrapper) says where it runs through attributes, else the CPU
@@ -209,8 +210,8 @@ def extract(
     names = [str(d) for d in dirs]
     cfg = model.pretrained_cfg
     meta = {'tracklets': names, 'architecture': cfg.get('architecture', ''), 'tag': cfg.get('tag', ''),
-            'test_sampling': kwargs.get('test_sampling') or cfg.get('test_sampling', ''),
-            'distance': cfg.get('distance', '')}
+            'test_sampling': kwargs.get('test_sampling') or cfg.get('test_sampling') or DEFAULT_TEST_SAMPLING,
+            'distance': cfg.get('distance') or DEFAULT_DISTANCE}
     if out.suffix == '.npy':
         atomic_write(out, lambda p: _save_npy(p, feats.numpy()))
         side = out.with_suffix('.json')

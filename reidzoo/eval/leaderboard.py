@@ -21,6 +21,7 @@ import torch.nn as nn
 from ..data import build_dataset
 from ..models import create_model, get_pretrained_cfg, split_model_name_tag
 from ..spec.datasets import num_splits
+from ..spec.model_cfg import DEFAULT_DISTANCE, DEFAULT_TEST_SAMPLING
 from .cache import FeatureCache, cache_namespace, weights_id
 from .distributed import init_distributed
 from .metrics import RankResult
@@ -116,7 +117,7 @@ def run_leaderboard(
         model, weights_loaded = _resolve_model(spec, dev, model_kwargs or {})
         cfg = model.pretrained_cfg
         facts = model_facts(model, weights_loaded)
-        distance = cfg.get('distance', 'cosine')
+        distance = cfg.get('distance') or DEFAULT_DISTANCE
         cache = FeatureCache(cache_root, cache_namespace(model))
         for ds_name, root, kwargs in datasets:
             results: dict[RowKey, list[RankResult]] = {}
@@ -139,7 +140,7 @@ def run_leaderboard(
                     model=spec, dataset=ds_name + (f' ({n} splits)' if n > 1 else ''), protocol=key.protocol,
                     metrics=metrics, cmc=[float(c) for c in result.cmc], num_queries=int(split_results[0].num_queries),
                     num_gallery=int(split_results[0].num_gallery), distance=distance,
-                    test_sampling=cfg.get('test_sampling', ''), rerank=key.rerank, paper=paper, paper_source=source,
+                    test_sampling=cfg.get('test_sampling') or DEFAULT_TEST_SAMPLING, rerank=key.rerank, paper=paper, paper_source=source,
                     extracted=extracted))
     if rank == 0:
         write_outputs(rows, out, _ranked_example(example, extract_kwargs) if plots else None, plots=plots)
@@ -154,4 +155,4 @@ def _ranked_example(example: Optional[tuple], extract_kwargs: dict[str, Any]) ->
     sets = build_eval_sets(ds, proto)
     feats, _ = embed_tracklets(model, sets.unique_tracklets, cache, **extract_kwargs)
     return RankedExample(model=spec, dataset=ds_name, sets=sets, feats=feats,
-                         distance=model.pretrained_cfg.get('distance', 'cosine'))
+                         distance=model.pretrained_cfg.get('distance') or DEFAULT_DISTANCE)

@@ -38,6 +38,7 @@ from ..data.synthvid import (
 from ..eval.distance import compute_distance
 from ..eval.extract import extract_features
 from ..models import create_model
+from ..spec.model_cfg import DEFAULT_DISTANCE
 from .associate import associate, calibrate_threshold, cannot_link_matrix
 from .report import write_report
 from .tracklets import MatchWarning, TrackletFilter, TrackletInfo, build_tracklets
@@ -145,7 +146,7 @@ def embed(method: Union[nn.Module, str], tracklets: Sequence[Any], *, progress: 
         # the same features as SynthVID's reference matcher; Euclidean on square roots ranks as the Hellinger distance
         return torch.from_numpy(colour_histogram_features(tracklets)).float(), 'euclidean'
     feats = extract_features(method, tracklets, progress=progress, **extract_kwargs)
-    return feats, method.pretrained_cfg.get('distance', 'cosine')
+    return feats, method.pretrained_cfg.get('distance') or DEFAULT_DISTANCE
 
 
 def _calibration_tracklets(max_frames: int = CALIBRATION_FRAMES) -> tuple[list[Any], np.ndarray]:

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from ..eval.extract import extract_features, list_frames
 from ..models import split_model_name_tag
+from ..spec.model_cfg import DEFAULT_DISTANCE, DEFAULT_TEST_SAMPLING
 from .index import GalleryIndex
 
 __all__ = ['tracklet_metadata', 'model_provenance', 'embed_tracklets', 'build_gallery_index', 'read_embeddings_file',
@@ -39,7 +40,8 @@ def model_provenance(model: nn.Module, name: Optional[str] = None, *, pretrained
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     return {'name': name or '', 'architecture': cfg.get('architecture', ''), 'tag': cfg.get('tag', ''),
             'pretrained': bool(pretrained), 'model_kwargs': dict(model_kwargs or {}),
-            'test_sampling': test_sampling or cfg.get('test_sampling', ''), 'distance': cfg.get('distance', ''),
+            'test_sampling': test_sampling or cfg.get('test_sampling') or DEFAULT_TEST_SAMPLING,
+            'distance': cfg.get('distance') or DEFAULT_DISTANCE,
             'num_features': int(getattr(model, 'num_features', 0))}
 
 
@@ -72,7 +74,7 @@ def build_gallery_index(model: nn.Module, tracklets: Sequence[Any], *, kind: str
     are stored in the index so queries can be embedded by the same model.
     """
     emb, meta = embed_tracklets(model, tracklets, **extract_kwargs)
-    metric = metric or model.pretrained_cfg.get('distance') or 'cosine'
+    metric = metric or model.pretrained_cfg.get('distance') or DEFAULT_DISTANCE
     provenance = model_provenance(model, name, pretrained=pretrained, model_kwargs=model_kwargs,
                                   test_sampling=extract_kwargs.get('test_sampling'))
     return GalleryIndex.build(emb, meta, metric=metric, kind=kind, model=provenance, **dict(index_kwargs or {}))
