@@ -8,10 +8,11 @@ import uuid
 from pathlib import Path
 from typing import Callable, Union
 
-__all__ = ['atomic_write', 'atomic_write_text', 'fsync_dir', 'replace_dir']
+__all__ = ['atomic_write', 'atomic_write_text', 'current_umask', 'fsync_dir', 'replace_dir']
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read without changing it), for files and folders made with 0600/0700 temp APIs."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -45,7 +46,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

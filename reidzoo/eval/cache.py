@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .._atomic import atomic_write
+from ..hub import sha256_file
 
 __all__ = ['FeatureCache', 'weights_id', 'tracklet_key', 'cache_namespace']
 
@@ -52,11 +53,7 @@ def weights_id(model: Any) -> str:
         sha = getattr(model, 'weights_sha256', None)
         path = getattr(model, 'path', None)  # e.g. OnnxEmbedder: the graph file holds the weights
         if not sha and path is not None and os.path.isfile(path):
-            h = hashlib.sha256()
-            with open(path, 'rb') as f:
-                for block in iter(lambda: f.read(1 << 20), b''):
-                    h.update(block)
-            sha = h.hexdigest()
+            sha = sha256_file(path)
         if not sha:
             raise TypeError(f'{type(model).__name__} has neither state_dict(), weights_sha256 nor a weights file '
                             '`path`: the feature cache cannot tell its weights apart; pass cache=None')

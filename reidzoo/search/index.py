@@ -36,9 +36,10 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .._atomic import fsync_dir, replace_dir
+from .._atomic import current_umask, fsync_dir, replace_dir
 from ..eval.distance import DISTANCES
 from ..hub import sha256_file
+from ..version import __version__
 
 __all__ = [
     'GalleryIndex', 'SearchResult', 'IndexFormatError', 'KINDS', 'EXACT_MAX', 'FORMAT_NAME', 'FORMAT_VERSION',
@@ -406,7 +407,6 @@ class GalleryIndex:
 
     # --- persistence ---------------------------------------------------------------------------------------------
     def _manifest(self, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from ..version import __version__
         manifest = {'format': FORMAT_NAME, 'format_version': FORMAT_VERSION, 'reidzoo_version': __version__,
                     'metric': self.metric, 'normalized': self.metric == 'cosine', 'dim': self.dim,
                     'count': len(self), 'dtype': 'float32', 'kind': self.kind, 'params': self.params,
@@ -449,7 +449,7 @@ class GalleryIndex:
                 write(FAISS_NAME, lambda p: faiss.write_index(self._faiss, str(p)))  # streams, no in-memory copy
             text = json.dumps(self._manifest(files), indent=1)
             write(MANIFEST_NAME, lambda p: p.write_text(text, encoding='utf-8'))
-            os.chmod(tmp, 0o777 & ~_umask())
+            os.chmod(tmp, 0o777 & ~current_umask())
             fsync_dir(tmp)
             replace_dir(tmp, path)
         except BaseException:
@@ -541,9 +541,3 @@ class GalleryIndex:
                                        f'{MANIFEST_NAME} says {count} x {dim}; rebuild the index')
         return cls(emb, metadata, metric=metric, kind=kind, params=manifest.get('params'),
                    model=manifest.get('model'), faiss_index=faiss_index)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
