@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
+import torch.nn as nn
 
 from ._atomic import atomic_write
 from .hub import sha256_file
-import torch.nn as nn
+from .models import create_model, get_arch_default_cfg
+from .models._builder import load_state_dict_checked
 
 __all__ = [
     'FAMILIES', 'RELEASED_CHECKPOINTS', 'NotACheckpointError', 'numpy_safe_globals', 'load_torch_file',
@@ -266,8 +268,6 @@ def build_converted_model(
     The architecture and its kwargs come from the family's ``official_model_args`` when it has one; otherwise
     ``arch`` is required and ``num_classes`` is read from the classifier weight.
     """
-    from .models import create_model, get_arch_default_cfg
-    from .models._builder import load_state_dict_checked
     family, module = _family_module(family)
     inferred: dict[str, Any] = {}
     arch = _resolve_arch(family, module, arch)

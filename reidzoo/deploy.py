@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ._atomic import atomic_write
-from .models._base import VideoReIDModel
+from .version import __version__
 
 __all__ = ['export_onnx', 'trace_program', 'OnnxEmbedder', 'OnnxExportError', 'onnx_metadata', 'DEFAULT_TOLERANCE',
            'CFG_KEYS']
@@ -82,7 +82,6 @@ def onnx_metadata(model: nn.Module, num_frames: int, dynamic_frames: bool) -> di
     cfg['num_frames'] = num_frames
     meta = {k: json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
             if k in CFG_KEYS and v is not None}
-    from .version import __version__
     meta.update({
         'num_features': json.dumps(int(getattr(model, 'num_features', 0))),
         'dynamic_frames': json.dumps(bool(dynamic_frames)),

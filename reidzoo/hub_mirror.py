@@ -47,6 +47,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from .hub import manifest_entry
+
 __all__ = ['LocalHubMirror', 'publish_folder_to_mirror', 'serve']
 
 # fixed identity and dates make commits reproducible and independent of the user's git config
@@ -241,7 +243,6 @@ def publish_folder_to_mirror(save_dir: Union[str, Path], mirror: LocalHubMirror,
     Returns:
         Its manifest entry, pinned to the new commit (as :func:`reidzoo.hub.push_to_hub` returns for the Hub).
     """
-    from .hub import manifest_entry
     commit = mirror.publish(save_dir, repo_id, message=f'Upload {Path(save_dir).name}')
     return manifest_entry(save_dir, repo_id, commit)
 

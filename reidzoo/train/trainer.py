@@ -51,8 +51,13 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..data import build_dataset
+from ..data.samplers import RandomIdentitySampler
+from ..data.transforms import build_clip_transform
+from ..data.video_dataset import VideoClipDataset
 from ..eval import evaluate
 from ..eval.distributed import init_distributed
+from ..models import create_model
 from ..spec.datasets import get_dataset_spec
 from .checkpoint import CHECKPOINT_NAME, atomic_write, capture_rng_state, load_checkpoint, restore_rng_state, \
     save_checkpoint
@@ -274,11 +279,6 @@ class Trainer:
 
     def setup(self) -> None:
         """Build data, model, optimiser and loss (and restore the checkpoint when resuming); :meth:`fit` calls it."""
-        from ..models import create_model
-        from ..data import build_dataset
-        from ..data.samplers import RandomIdentitySampler
-        from ..data.transforms import build_clip_transform
-        from ..data.video_dataset import VideoClipDataset
         r = self.recipe
         data, t = r['data'], r['train']
         if t['deterministic']:
